@@ -1,0 +1,1 @@
+"""The U-Net segmentation model, its losses and its deterministic serialization."""

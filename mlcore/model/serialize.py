@@ -1,0 +1,51 @@
+"""Save a Keras model as a byte-stable .keras file and hash models by content.
+
+Keras writes the save time into metadata.json and into the zip entry of the weights file, so two
+saves of the same weights differ. We rewrite the archive with fixed entry times and no save date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import keras
+
+from mlcore.io import atomic_file
+
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "model.keras"
+        model.save(raw)
+        with atomic_file(path) as staging:
+            with zipfile.ZipFile(raw) as source, zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as target:
+                for name in sorted(source.namelist()):
+                    payload = source.read(name)
+                    if name == "metadata.json":
+                        metadata = json.loads(payload)
+                        metadata.pop("date_saved", None)
+                        payload = json.dumps(metadata, sort_keys=True).encode()
+                    target.writestr(zipfile.ZipInfo(name, FIXED_ZIP_TIME), payload, zipfile.ZIP_DEFLATED)
+
+
+def load_model(path: Path, compile: bool = False) -> keras.Model:
+    import mlcore.model.losses  # noqa: F401  (registers custom objects)
+    import mlcore.model.unet  # noqa: F401
+
+    return keras.models.load_model(path, compile=compile)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over every weight's name, shape, dtype and bytes: equal iff the numbers are equal."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        value = keras.ops.convert_to_numpy(variable)
+        digest.update(f"{variable.path}:{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,180 @@
+"""The schema of params.yaml: every knob of the pipeline, validated before any stage does work.
+
+Unknown keys are errors (a typo must never silently fall back to a default), and a failed validation
+lists every problem with its field path, the offending value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeParams(Strict):
+    """Settings that change the trained weights' bytes, so they are pinned like any other knob."""
+
+    intra_op_threads: PositiveInt = 2
+    inter_op_threads: PositiveInt = 1
+    onednn_opts: bool = False
+
+
+class ArchiveSpec(Strict):
+    url: str = Field(pattern=r"^https?://")
+    sha256: Sha256
+
+
+class SampleSourceParams(Strict):
+    """The built-in synthetic data set, generated in the exact Oxford-IIIT Pet archive layout."""
+
+    num_images: Annotated[int, Field(ge=20, le=20000)] = 480
+    seed: int = 2019
+    min_side: Annotated[int, Field(ge=32)] = 112
+    max_side: Annotated[int, Field(ge=32)] = 200
+    include_quirks: bool = True
+
+    @model_validator(mode="after")
+    def _sides_ordered(self) -> SampleSourceParams:
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side {self.min_side} must not exceed max_side {self.max_side}")
+        return self
+
+
+class DownloadParams(Strict):
+    retries: Annotated[int, Field(ge=0, le=20)] = 5
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    backoff_s: Annotated[float, Field(ge=0)] = 2.0
+
+
+class DataParams(Strict):
+    source: Literal["sample", "oxford-iiit-pet"] = "sample"
+    sample: SampleSourceParams = SampleSourceParams()
+    archives: dict[Literal["images", "annotations"], ArchiveSpec]
+    download: DownloadParams = DownloadParams()
+
+    @field_validator("archives")
+    @classmethod
+    def _both_archives(cls, value: dict[str, ArchiveSpec]) -> dict[str, ArchiveSpec]:
+        missing = {"images", "annotations"} - set(value)
+        if missing:
+            raise ValueError(f"missing archive entries: {sorted(missing)}")
+        return value
+
+
+class PrepareParams(Strict):
+    image_size: Annotated[int, Field(ge=32, le=1024, multiple_of=32)] = 128
+    max_bad_fraction: Fraction = 0.02
+    samples_per_shard: Annotated[int, Field(ge=8)] = 128
+
+
+class ModelParams(Strict):
+    encoder: Literal["mobilenet_v2", "vgg19"] = "mobilenet_v2"
+    encoder_weights: str = Field(
+        default="none",
+        description="'none', 'imagenet', or a path to a .weights.h5 file for the encoder",
+    )
+    encoder_trainable: bool = True
+    mobilenet_alpha: Literal[0.35, 0.5, 0.75, 1.0, 1.3, 1.4] = 0.35
+    decoder_filters: Annotated[list[PositiveInt], Field(min_length=4, max_length=4)] = [
+        64,
+        32,
+        24,
+        16,
+    ]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class TrainParams(Strict):
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 8
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 16
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 2e-3
+    loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
+    horizontal_flip: bool = True
+    shuffle_buffer: Annotated[int, Field(ge=1)] = 1024
+
+
+class CalibrateParams(Strict):
+    method: Literal["temperature", "isotonic"] = "temperature"
+    ece_bins: Annotated[int, Field(ge=2, le=100)] = 15
+
+
+class EvaluateParams(Strict):
+    grid_examples: Annotated[int, Field(ge=1, le=32)] = 6
+    confusion_plot_pixels: Annotated[int, Field(ge=100)] = 20000
+
+
+class Params(Strict):
+    seed: int = 42
+    runtime: RuntimeParams = RuntimeParams()
+    data: DataParams
+    prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    calibrate: CalibrateParams = CalibrateParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: the same settings give the same digest, whatever the YAML."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message lists every problem."""
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} invalid setting(s); fix them and re-run:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - {field}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+        else:
+            lines.append(f"  - {field}: got {item['input']!r}; {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ParamsError(f"{path}: not found; run from the repository root") from exc
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(path, exc)) from None
+
+
+def main() -> None:
+    """`python -m mlcore.params [FILE]`: validate a params file, exit non-zero with every problem."""
+    import sys
+
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PARAMS_PATH
+    try:
+        params = load_params(path)
+    except ParamsError as exc:
+        sys.exit(str(exc))
+    print(f"{path}: valid (digest {params.digest()[:12]})")
+
+
+if __name__ == "__main__":
+    main()

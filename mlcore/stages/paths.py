@@ -1,0 +1,15 @@
+"""Where each stage reads and writes; dvc.yaml declares the same paths as deps and outs."""
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+MODEL_PATH = Path("models/model.keras")
+CALIBRATOR_PATH = Path("models/calibrator.json")
+TRAIN_LIVE_DIR = Path("dvclive/train")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+# Not DVC outputs: checkpoints exist only while a training is unfinished, and TensorBoard event files
+# carry wall-clock times, which would make dvc.lock differ on every run.
+CHECKPOINT_DIR = Path(".cache/checkpoints/train")
+TENSORBOARD_DIR = Path("logs/tensorboard/train")

@@ -1,0 +1,60 @@
+"""train: fit the U-Net on the train split (validated on the validation split) and save models/model.keras."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mlcore.params import Params
+from mlcore.runtime import pin_runtime
+from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.paths import CHECKPOINT_DIR, MODEL_PATH, PREPARED_DIR, TENSORBOARD_DIR, TRAIN_LIVE_DIR
+
+
+def input_fingerprint(params: Params, prepared_dir: Path) -> str:
+    """Everything the weights depend on: training settings and the prepared bytes."""
+    digest = hashlib.sha256()
+    relevant = params.model_dump(mode="json", include={"seed", "runtime", "model", "train"})
+    digest.update(repr(sorted(relevant.items())).encode())
+    for path in sorted(prepared_dir.iterdir()):
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def train_stage(params: Params) -> None:
+    pin_runtime(params.runtime, params.seed)
+    from dvclive import Live
+
+    from mlcore.io import read_json
+    from mlcore.model.serialize import save_model
+    from mlcore.model.unet import EncoderWeightsUnavailable, build_unet
+    from mlcore.training import CheckpointStore, TrainSettings, train
+
+    manifest = read_json(PREPARED_DIR / "manifest.json")
+    m = params.model
+
+    def build():
+        return build_unet(
+            manifest["image_size"], m.encoder, m.encoder_weights, m.encoder_trainable,
+            m.mobilenet_alpha, tuple(m.decoder_filters), m.dropout,
+        )
+
+    t = params.train
+    settings = TrainSettings(t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed)
+    checkpoints = CheckpointStore(CHECKPOINT_DIR, input_fingerprint(params, PREPARED_DIR))
+    try:
+        model, history = train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints, TENSORBOARD_DIR)
+    except EncoderWeightsUnavailable as exc:
+        raise StageError(str(exc)) from exc
+    save_model(model, MODEL_PATH)
+    with Live(str(TRAIN_LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for record in history:
+            for name, value in record.items():
+                live.log_metric(name.replace("val_", "val/") if name.startswith("val_") else f"train/{name}", value)
+            live.next_step()
+    checkpoints.clear()  # the run is complete; a forced re-run must retrain, not resume
+
+
+if __name__ == "__main__":
+    run_stage(train_stage)

@@ -1,0 +1,113 @@
+"""Deterministic, resumable training.
+
+Each epoch is a separate `fit` call on a dataset whose order and augmentation are functions of
+(seed, epoch) alone, the learning rate is a function of the step, and every piece of state that
+changes during training (weights, optimizer moments and step, dropout seed state) is in the
+checkpoint. So a run killed after epoch k and resumed from its checkpoint computes exactly what an
+uninterrupted run computes, bit for bit. Checkpoints are tied to a fingerprint of the inputs: a
+changed parameter or data set never resumes from a stale checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from mlcore.data.tfrecords import NUM_CLASSES, evaluation_batches, training_batches
+from mlcore.io import write_json
+from mlcore.model.losses import make_loss
+from mlcore.model.serialize import load_model, save_model
+
+log = logging.getLogger(__name__)
+History = list[dict[str, float]]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    loss: str
+    horizontal_flip: bool
+    shuffle_buffer: int
+    seed: int
+
+
+class CheckpointStore:
+    """Epoch checkpoints of one training run, identified by the fingerprint of its inputs."""
+
+    def __init__(self, directory: Path, fingerprint: str):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.state_file = self.directory / "state.json"
+
+    def latest(self) -> tuple[int, keras.Model, History] | None:
+        if not self.state_file.exists():
+            return None
+        state = json.loads(self.state_file.read_text())
+        if state["fingerprint"] != self.fingerprint:
+            log.info("checkpoints in %s belong to other inputs; starting afresh", self.directory)
+            self.clear()
+            return None
+        model = load_model(self.directory / state["checkpoint"], compile=True)
+        return state["epoch"], model, state["history"]
+
+    def save(self, epoch: int, model: keras.Model, history: History) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch:04d}.keras"
+        save_model(model, self.directory / name)
+        write_json(self.state_file, {"fingerprint": self.fingerprint, "epoch": epoch, "checkpoint": name, "history": history})
+        for old in self.directory.glob("epoch-*.keras"):
+            if old.name != name:
+                old.unlink()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps_per_epoch)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=make_loss(settings.loss),
+        metrics=[keras.metrics.MeanIoU(NUM_CLASSES, sparse_y_pred=False, name="mean_iou")],
+        jit_compile=False,
+    )
+
+
+def train(
+    build: Callable[[], keras.Model],
+    prepared_dir: Path,
+    train_count: int,
+    settings: TrainSettings,
+    checkpoints: CheckpointStore,
+    tensorboard_dir: Path | None = None,
+) -> tuple[keras.Model, History]:
+    """Train for settings.epochs, resuming from the latest matching checkpoint if there is one."""
+    steps_per_epoch = math.ceil(train_count / settings.batch_size)
+    resumed = checkpoints.latest()
+    if resumed is None:
+        start, model, history = 0, build(), []
+        compile_model(model, settings, steps_per_epoch)
+    else:
+        start, model, history = resumed
+        log.info("resuming from the checkpoint of epoch %d in %s", start, checkpoints.directory)
+    callbacks = [keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else []
+    validation = evaluation_batches(prepared_dir, "validation", settings.batch_size)
+    for epoch in range(start, settings.epochs):
+        batches = training_batches(
+            prepared_dir, settings.batch_size, settings.seed, epoch, settings.shuffle_buffer, settings.horizontal_flip
+        )
+        result = model.fit(
+            batches, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=2, callbacks=callbacks
+        )
+        history.append({name: float(values[-1]) for name, values in sorted(result.history.items())})
+        checkpoints.save(epoch + 1, model, history)
+    return model, history
