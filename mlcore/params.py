@@ -96,6 +96,7 @@ class ModelParams(Strict):
         16,
     ]
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
 
 
 class TrainParams(Strict):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mlcore.data.tfrecords import load_split_arrays
 
@@ -21,5 +22,5 @@ class SplitPredictions:
 
 def predict_split(model: keras.Model, prepared_dir: Path, split: str, batch_size: int = 16) -> SplitPredictions:
     ids, images, labels = load_split_arrays(prepared_dir, split)
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
+    probabilities = model.predict(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0)
     return SplitPredictions(ids, images, labels, np.asarray(probabilities, np.float32))

@@ -106,7 +106,7 @@ def train(
             prepared_dir, settings.batch_size, settings.seed, epoch, settings.shuffle_buffer, settings.horizontal_flip
         )
         result = model.fit(
-            batches, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=2, callbacks=callbacks
+            batches, validation_data=validation, steps_per_epoch=steps_per_epoch, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=2, callbacks=callbacks
         )
         history.append({name: float(values[-1]) for name, values in sorted(result.history.items())})
         checkpoints.save(epoch + 1, model, history)

@@ -84,6 +84,7 @@ def build_unet(
     mobilenet_alpha: float = 0.35,
     decoder_filters: tuple[int, ...] = (64, 32, 24, 16),
     dropout: float = 0.0,
+    batchnorm_momentum: float = 0.9,
 ) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="image")
     backbone = _encoder_backbone(encoder, image_size, encoder_weights, mobilenet_alpha)
@@ -94,4 +95,17 @@ def build_unet(
         x = layers.Concatenate(name=f"skip{index}")([x, skip])
     logits = layers.Conv2DTranspose(NUM_CLASSES, 3, strides=2, padding="same", name="logits")(x)
     probabilities = layers.Softmax(name="probabilities", dtype="float32")(logits)
-    return keras.Model(inputs, probabilities, name=f"unet_{encoder}")
+    model = keras.Model(inputs, probabilities, name=f"unet_{encoder}")
+    # Keras' MobileNetV2 uses momentum 0.999: after a short training from scratch its moving statistics
+    # are still near their initial values and inference collapses to one class.
+    for layer in _all_layers(model):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = batchnorm_momentum
+    return model
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

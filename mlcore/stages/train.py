@@ -37,7 +37,7 @@ def train_stage(params: Params) -> None:
     def build():
         return build_unet(
             manifest["image_size"], m.encoder, m.encoder_weights, m.encoder_trainable,
-            m.mobilenet_alpha, tuple(m.decoder_filters), m.dropout,
+            m.mobilenet_alpha, tuple(m.decoder_filters), m.dropout, m.batchnorm_momentum,
         )
 
     t = params.train
