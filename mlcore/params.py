@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -36,6 +36,11 @@ class RuntimeParams(Strict):
 class ArchiveSpec(Strict):
     url: str = Field(pattern=r"^https?://")
     sha256: Sha256
+
+
+class Archives(Strict):
+    images: ArchiveSpec
+    annotations: ArchiveSpec
 
 
 class SampleSourceParams(Strict):
@@ -63,16 +68,8 @@ class DownloadParams(Strict):
 class DataParams(Strict):
     source: Literal["sample", "oxford-iiit-pet"] = "sample"
     sample: SampleSourceParams = SampleSourceParams()
-    archives: dict[Literal["images", "annotations"], ArchiveSpec]
+    archives: Archives
     download: DownloadParams = DownloadParams()
-
-    @field_validator("archives")
-    @classmethod
-    def _both_archives(cls, value: dict[str, ArchiveSpec]) -> dict[str, ArchiveSpec]:
-        missing = {"images", "annotations"} - set(value)
-        if missing:
-            raise ValueError(f"missing archive entries: {sorted(missing)}")
-        return value
 
 
 class PrepareParams(Strict):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
+NETWORK_CHUNK_BYTES = 1 << 16  # small, so a dropped connection loses little of what arrived
 
 
 class DownloadError(RuntimeError):
@@ -54,7 +55,7 @@ def _stream(url: str, part: Path, timeout_s: float) -> None:
             part.open("ab" if have else "wb") as out,
             tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name) as bar,
         ):
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in response.iter_content(NETWORK_CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))
         if total is not None and part.stat().st_size < total:

@@ -28,7 +28,8 @@ def serialize(sample_id: str, image: np.ndarray, labels: np.ndarray) -> bytes:
         "height": tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
         "width": tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)  # map fields otherwise follow hash order
 
 
 def write_shards(out_dir: Path, split: str, records: Sequence[bytes], per_shard: int) -> list[str]:

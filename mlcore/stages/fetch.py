@@ -30,7 +30,7 @@ def fetch(params: Params) -> None:
             )
             return
         for key, file_name in ARCHIVE_FILES.items():
-            spec = data.archives[key]
+            spec = getattr(data.archives, key)
             try:
                 cached = fetch_verified(
                     spec.url, spec.sha256, download_cache(),

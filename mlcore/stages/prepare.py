@@ -21,7 +21,8 @@ def prepare(params: Params) -> None:
     summary = collected.summary()
     bad_fraction = collected.quarantined / max(collected.seen, 1)
     if collected.seen == 0 or bad_fraction > settings.max_bad_fraction:
-        worst = "\n".join(f"  {row['file']}: {'; '.join(row['reasons'])}" for row in collected.report[:20])
+        rejected = [row for row in collected.report if row["outcome"] == "quarantined"]
+        worst = "\n".join(f"  {row['file']}: {row['reasons'][-1]}" for row in rejected[:20])
         raise StageError(
             f"{RAW_DIR}: {collected.quarantined} of {collected.seen} images unusable "
             f"({bad_fraction:.1%} > prepare.max_bad_fraction {settings.max_bad_fraction:.1%}):\n{worst}\n"

@@ -1,0 +1,133 @@
+"""Test helpers: a loopback HTTP file server with Range support and fault injection, project copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+class FileServer:
+    """Serves a folder over HTTP on 127.0.0.1, honouring Range; `cut_after` drops connections mid-body."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.cut_after: int | None = None  # bytes sent before closing the connection, once per request
+        self.cuts_left = 0
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                path = server.root / self.path.lstrip("/")
+                server.requests.append({"path": self.path, "range": self.headers.get("Range")})
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                start = 0
+                if (header := self.headers.get("Range")) is not None:
+                    start = int(header.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cuts_left > 0 and server.cut_after is not None:
+                    server.cuts_left -= 1
+                    self.wfile.write(body[: server.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @contextmanager
+    def running(self):
+        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+def tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    return [name for name in listed if (REPO_ROOT / name).is_file()]
+
+
+def copy_project(target: Path, skip_outputs: bool = True) -> Path:
+    """A fresh git repository holding the project's current files (working tree, not only HEAD)."""
+    generated = ("data/", "models/", "metrics/", "plots/", "dvclive/", "dvc.lock")
+    for name in tracked_files():
+        if skip_outputs and name.startswith(generated):
+            continue
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, destination)
+    git(target, "init", "-q", "-b", "main")
+    git(target, "add", "-A")
+    git(target, "commit", "-qm", "project copy for a test")
+    return target
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+TINY_OVERRIDES = {
+    "data": {"sample": {"num_images": 60, "min_side": 40, "max_side": 64}},
+    "prepare": {"image_size": 32, "samples_per_shard": 16, "max_bad_fraction": 0.1},
+    "model": {"decoder_filters": [16, 8, 8, 8]},
+    "train": {"epochs": 3, "batch_size": 8},
+    "evaluate": {"grid_examples": 2, "confusion_plot_pixels": 500},
+}
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = merge(base[key], value) if isinstance(value, dict) else value
+    return merged
+
+
+def write_params(project: Path, overrides: dict) -> dict:
+    params = merge(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()), overrides)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def run(cwd: Path, *command: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with the project's environment on PATH, as `make` does."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

@@ -1,0 +1,105 @@
+"""The whole `dvc repro` on a tiny configuration in a fresh git repository: real DVC, real TensorFlow.
+
+One module-scoped project keeps the suite fast: each test builds on the state the previous one left.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, git, run, write_params
+
+STAGES = ("fetch", "prepare", "train", "calibrate", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
+    write_params(root, TINY_OVERRIDES)
+    git(root, "commit", "-qam", "tiny configuration")
+    return root
+
+
+def lock(project) -> dict:
+    return yaml.safe_load((project / "dvc.lock").read_text())
+
+
+def output_hash(project, stage: str, path: str) -> str:
+    return next(o["md5"] for o in lock(project)["stages"][stage]["outs"] if o["path"] == path)
+
+
+def test_too_many_bad_files_stop_prepare_and_write_nothing(project):
+    write_params(project, {**TINY_OVERRIDES, "prepare": {**TINY_OVERRIDES["prepare"], "max_bad_fraction": 0.01}})
+    result = run(project, "dvc", "repro", "prepare", check=False)
+    assert result.returncode != 0
+    assert "3 of 60 images unusable (5.0% > prepare.max_bad_fraction 1.0%)" in result.stderr
+    assert "images/Siamese_2.jpg: missing_trimap" in result.stderr
+    assert "cmyk" not in result.stderr  # converted files are fine and not listed as failures
+    assert not (project / "data/prepared").exists()
+    assert [p.name for p in (project / "data").iterdir() if p.name.startswith(".prepared")] == []
+    write_params(project, TINY_OVERRIDES)
+
+
+def test_repro_runs_every_stage_and_reports_metrics(project):
+    result = run(project, "dvc", "repro")
+    for stage in STAGES[1:]:  # fetch already ran in the previous test
+        assert f"Running stage '{stage}'" in result.stdout
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    for model in ("raw", "calibrated", "baseline_majority_class"):
+        assert {"pixel_accuracy", "mean_iou", "mean_dice", "ece", "per_class"} <= set(evaluation[model])
+    calibration = json.loads((project / "metrics/calibrate.json").read_text())
+    assert calibration["method"] == "temperature" and calibration["temperature"] > 0
+    report = json.loads((project / "data/prepared/report.json").read_text())
+    assert report["summary"]["quarantined"] >= 1  # the sample plants the real set's defects
+    shown = run(project, "dvc", "metrics", "show", "--json").stdout
+    assert "calibrated" in shown and "ece_after" in shown
+    for plot in ("plots/evaluate/predictions.png", "plots/calibrate/reliability.png", "plots/evaluate/confusion.json"):
+        assert (project / plot).stat().st_size > 0
+
+
+def test_second_repro_is_a_no_op(project):
+    before = (project / "dvc.lock").read_text()
+    result = run(project, "dvc", "repro")
+    assert "Running stage" not in result.stdout
+    assert (project / "dvc.lock").read_text() == before
+
+
+def test_forced_repro_twice_gives_the_same_lock(project):
+    first_run = lock(project)
+    run(project, "dvc", "repro", "-f")
+    forced_once = lock(project)
+    run(project, "dvc", "repro", "-f")
+    assert lock(project) == forced_once == first_run
+
+
+def test_killed_training_resumes_to_the_same_bytes(project):
+    # New training inputs, so neither dvc.lock nor the run-cache knows this training: a first run.
+    write_params(project, {**TINY_OVERRIDES, "train": {**TINY_OVERRIDES["train"], "learning_rate": 0.003}})
+    state = project / ".cache/checkpoints/train/state.json"
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        ["dvc", "repro", "-s", "train"], cwd=project, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not state.exists():
+        assert process.poll() is None, "training finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= interrupted_at < TINY_OVERRIDES["train"]["epochs"]
+
+    result = run(project, "dvc", "repro", "-s", "train")
+    assert f"resuming from the checkpoint of epoch {interrupted_at}" in result.stderr
+    resumed = output_hash(project, "train", "models/model.keras")
+    assert not state.exists()  # checkpoints are dropped once a training completes
+
+    run(project, "dvc", "repro", "-f", "-s", "train")  # the same training, uninterrupted
+    assert output_hash(project, "train", "models/model.keras") == resumed
