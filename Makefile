@@ -33,8 +33,8 @@ format: setup
 	ruff format .
 
 bench: setup
-	python bench/input_pipeline.py
-	python bench/stage_times.py
+	python -m bench.input_pipeline
+	python -m bench.stage_times
 
 clean:
 	rm -rf .cache logs

@@ -68,6 +68,4 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     """Sum over bins of |accuracy - confidence|, weighted by the bin's share of pixels."""
     table = reliability_bins(probabilities, labels, bins)
     total = sum(row["count"] for row in table)
-    return float(
-        sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"]) / total
-    )
+    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"]) / total)

@@ -52,7 +52,9 @@ def prediction_grid(
             axis.imshow(picture, vmin=0, vmax=1, cmap="viridis" if picture.ndim == 2 else None)
             axis.set_title(title, fontsize=8)
             axis.axis("off")
-    legend = ", ".join(f"{n}: {'orange' if k == 0 else 'navy' if k == 1 else 'white'}" for k, n in enumerate(CLASS_NAMES))
+    legend = ", ".join(
+        f"{n}: {'orange' if k == 0 else 'navy' if k == 1 else 'white'}" for k, n in enumerate(CLASS_NAMES)
+    )
     figure.suptitle(legend, fontsize=8)
     figure.tight_layout()
     _save(figure, path)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from mlcore.model.losses import make_loss
 from mlcore.model.serialize import load_model, save_model
 
 log = logging.getLogger(__name__)
+# Each epoch (and each validation pass) is a finite dataset by design; Keras warns when it first
+# finds the end of one whose length it does not know yet.
+warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
 History = list[dict[str, float]]
 
 
@@ -63,7 +67,9 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:04d}.keras"
         save_model(model, self.directory / name)
-        write_json(self.state_file, {"fingerprint": self.fingerprint, "epoch": epoch, "checkpoint": name, "history": history})
+        write_json(
+            self.state_file, {"fingerprint": self.fingerprint, "epoch": epoch, "checkpoint": name, "history": history}
+        )
         for old in self.directory.glob("epoch-*.keras"):
             if old.name != name:
                 old.unlink()
@@ -106,7 +112,14 @@ def train(
             prepared_dir, settings.batch_size, settings.seed, epoch, settings.shuffle_buffer, settings.horizontal_flip
         )
         result = model.fit(
-            batches, validation_data=validation, steps_per_epoch=steps_per_epoch, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=2, callbacks=callbacks
+            batches,
+            validation_data=validation,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            verbose=2,
+            callbacks=callbacks,
         )
         history.append({name: float(values[-1]) for name, values in sorted(result.history.items())})
         checkpoints.save(epoch + 1, model, history)

@@ -56,9 +56,15 @@ def test_retries_give_up_with_a_clear_error(archives, tmp_path):
 
 
 def oxford_source(server_url: str, archives) -> dict:
-    return {"data": {"source": "oxford-iiit-pet", "archives": {
-        name: {"url": f"{server_url}/{name}.tar.gz", "sha256": sha256(archives / f"{name}.tar.gz")}
-        for name in ("images", "annotations")}}}
+    return {
+        "data": {
+            "source": "oxford-iiit-pet",
+            "archives": {
+                name: {"url": f"{server_url}/{name}.tar.gz", "sha256": sha256(archives / f"{name}.tar.gz")}
+                for name in ("images", "annotations")
+            },
+        }
+    }
 
 
 def test_fetch_stage_downloads_the_oxford_layout(archives, tmp_path):
@@ -76,8 +82,14 @@ def test_fetch_stage_with_a_wrong_checksum_writes_nothing(archives, tmp_path):
         overrides = oxford_source(server.url, archives)
         overrides["data"]["archives"]["annotations"]["sha256"] = "f" * 64
         write_params(project, overrides)
-        result = run(project, "python", "-m", "mlcore.stages.fetch", check=False,
-                     env={"MLCORE_DOWNLOAD_CACHE": str(tmp_path / "cache")})
+        result = run(
+            project,
+            "python",
+            "-m",
+            "mlcore.stages.fetch",
+            check=False,
+            env={"MLCORE_DOWNLOAD_CACHE": str(tmp_path / "cache")},
+        )
     assert result.returncode != 0
     assert "data.archives.annotations" in result.stderr and "params.yaml pins " + "f" * 64 in result.stderr
     assert "Traceback" not in result.stderr

@@ -52,7 +52,9 @@ def test_temperature_scaling_recovers_the_distortion_and_keeps_the_argmax():
     calibrated = apply_calibrator(calibrator, probabilities)
     assert np.allclose(calibrated.sum(axis=-1), 1.0, atol=1e-5)
     assert (calibrated.argmax(-1) == probabilities.argmax(-1)).all()
-    assert expected_calibration_error(calibrated, labels, 15) < expected_calibration_error(probabilities, labels, 15) / 3
+    assert (
+        expected_calibration_error(calibrated, labels, 15) < expected_calibration_error(probabilities, labels, 15) / 3
+    )
 
 
 def test_isotonic_calibration_lowers_ece_and_keeps_a_distribution():

@@ -83,8 +83,12 @@ def test_killed_training_resumes_to_the_same_bytes(project):
     state = project / ".cache/checkpoints/train/state.json"
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen(
-        ["dvc", "repro", "-s", "train"], cwd=project, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["dvc", "repro", "-s", "train"],
+        cwd=project,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while not state.exists():

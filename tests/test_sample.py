@@ -45,8 +45,15 @@ def test_planted_quirks_each_get_a_named_outcome(tmp_path):
     summary = collected.summary()
     assert summary["images_seen"] == 60  # the .mat file and the '._' resource fork are not samples
     assert summary["quarantined"] == 3
-    for reason in ("cmyk", "grayscale", "png_data_in_jpg", "rgba", "corrupt_image", "missing_trimap",
-                   "trimap_size_mismatch"):
+    for reason in (
+        "cmyk",
+        "grayscale",
+        "png_data_in_jpg",
+        "rgba",
+        "corrupt_image",
+        "missing_trimap",
+        "trimap_size_mismatch",
+    ):
         assert summary["by_reason"].get(reason), reason
     usable = sum(len(samples) for samples in collected.by_split.values())
     assert usable == 57

@@ -62,9 +62,7 @@ def _stream(url: str, part: Path, timeout_s: float) -> None:
             raise requests.ConnectionError(f"connection closed at {part.stat().st_size} of {total} bytes")
 
 
-def fetch_verified(
-    url: str, sha256: str, cache_dir: Path, retries: int, timeout_s: float, backoff_s: float
-) -> Path:
+def fetch_verified(url: str, sha256: str, cache_dir: Path, retries: int, timeout_s: float, backoff_s: float) -> Path:
     """Return a cached file whose sha256 is `sha256`, downloading (and resuming) as needed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     final = cache_dir / sha256

@@ -60,9 +60,7 @@ def parse_list(text: str, source: str = "annotations/list.txt") -> dict[str, Sam
 def _is_payload(name: str, folder: str, suffix: str) -> bool:
     """True for folder/<id><suffix>, skipping macOS '._' resource forks shipped in the real archive."""
     path = PurePosixPath(name)
-    return (
-        path.parent.name == folder and path.suffix == suffix and not path.name.startswith("._")
-    )
+    return path.parent.name == folder and path.suffix == suffix and not path.name.startswith("._")
 
 
 @dataclass(frozen=True)

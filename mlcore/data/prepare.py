@@ -32,9 +32,7 @@ class Collected:
         return sum(row["outcome"] == "quarantined" for row in self.report)
 
     def summary(self) -> dict:
-        outcomes = Counter(
-            reason.split(":")[0] for row in self.report for reason in row["reasons"]
-        )
+        outcomes = Counter(reason.split(":")[0] for row in self.report for reason in row["reasons"])
         return {
             "images_seen": self.seen,
             "usable": self.seen - self.quarantined,

@@ -15,7 +15,14 @@ from PIL import Image, UnidentifiedImageError
 
 from mlcore.data.oxford import TRIMAP_VALUES
 
-CONVERTIBLE_MODES = {"CMYK": "cmyk", "L": "grayscale", "RGBA": "rgba", "P": "palette", "LA": "grayscale_alpha", "I;16": "grayscale_16bit"}
+CONVERTIBLE_MODES = {
+    "CMYK": "cmyk",
+    "L": "grayscale",
+    "RGBA": "rgba",
+    "P": "palette",
+    "LA": "grayscale_alpha",
+    "I;16": "grayscale_16bit",
+}
 
 
 @dataclass

@@ -20,14 +20,47 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mlcore.data.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE, LIST_HEADER
 
-CAT_BREEDS = ("Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau",
-              "Maine_Coon", "Persian", "Ragdoll", "Russian_Blue", "Siamese", "Sphynx")
-DOG_BREEDS = ("american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "boxer",
-              "chihuahua", "english_cocker_spaniel", "english_setter", "german_shorthaired",
-              "great_pyrenees", "havanese", "japanese_chin", "keeshond", "leonberger",
-              "miniature_pinscher", "newfoundland", "pomeranian", "pug", "saint_bernard", "samoyed",
-              "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier", "wheaten_terrier",
-              "yorkshire_terrier")
+CAT_BREEDS = (
+    "Abyssinian",
+    "Bengal",
+    "Birman",
+    "Bombay",
+    "British_Shorthair",
+    "Egyptian_Mau",
+    "Maine_Coon",
+    "Persian",
+    "Ragdoll",
+    "Russian_Blue",
+    "Siamese",
+    "Sphynx",
+)
+DOG_BREEDS = (
+    "american_bulldog",
+    "american_pit_bull_terrier",
+    "basset_hound",
+    "beagle",
+    "boxer",
+    "chihuahua",
+    "english_cocker_spaniel",
+    "english_setter",
+    "german_shorthaired",
+    "great_pyrenees",
+    "havanese",
+    "japanese_chin",
+    "keeshond",
+    "leonberger",
+    "miniature_pinscher",
+    "newfoundland",
+    "pomeranian",
+    "pug",
+    "saint_bernard",
+    "samoyed",
+    "scottish_terrier",
+    "shiba_inu",
+    "staffordshire_bull_terrier",
+    "wheaten_terrier",
+    "yorkshire_terrier",
+)
 BREEDS = CAT_BREEDS + DOG_BREEDS
 ARCHIVE_MTIME = 1_262_304_000  # 2010-01-01, a fixed time so archives are byte-stable
 BORDER_WIDTH = 3
@@ -65,8 +98,7 @@ def _pet_mask(rng: np.random.Generator, height: int, width: int) -> Image.Image:
     draw.ellipse((hx - r, hy - r, hx + r, hy + r), fill=255)
     for ear in (-1, 1):
         ex = hx + ear * r * 0.6
-        draw.polygon([(ex - r * 0.35, hy - r * 0.6), (ex + r * 0.35, hy - r * 0.6),
-                      (ex, hy - r * 1.5)], fill=255)
+        draw.polygon([(ex - r * 0.35, hy - r * 0.6), (ex + r * 0.35, hy - r * 0.6), (ex, hy - r * 1.5)], fill=255)
     return mask
 
 
@@ -121,10 +153,13 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 
 def _write_archive(path: Path, members: list[tuple[str, bytes]]) -> None:
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for name, payload in sorted(members):
-                _add(tar, name, payload)
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
+        for name, payload in sorted(members):
+            _add(tar, name, payload)
 
 
 def sample_ids(num_images: int) -> list[str]:

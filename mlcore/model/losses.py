@@ -23,4 +23,7 @@ def cross_entropy_plus_dice(labels, probabilities):
 
 
 def make_loss(name: str):
-    return {"cross_entropy": keras.losses.SparseCategoricalCrossentropy(), "cross_entropy+dice": cross_entropy_plus_dice}[name]
+    return {
+        "cross_entropy": keras.losses.SparseCategoricalCrossentropy(),
+        "cross_entropy+dice": cross_entropy_plus_dice,
+    }[name]

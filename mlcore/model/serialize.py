@@ -45,15 +45,18 @@ def save_model(model: keras.Model, path: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "model.keras"
         model.save(raw)
-        with atomic_file(path) as staging:
-            with zipfile.ZipFile(raw) as source, zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as target:
-                for name in sorted(source.namelist()):
-                    payload = _canonical_member(name, source.read(name))
-                    target.writestr(zipfile.ZipInfo(name, FIXED_ZIP_TIME), payload, zipfile.ZIP_DEFLATED)
+        with (
+            atomic_file(path) as staging,
+            zipfile.ZipFile(raw) as source,
+            zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as target,
+        ):
+            for name in sorted(source.namelist()):
+                payload = _canonical_member(name, source.read(name))
+                target.writestr(zipfile.ZipInfo(name, FIXED_ZIP_TIME), payload, zipfile.ZIP_DEFLATED)
 
 
 def load_model(path: Path, compile: bool = False) -> keras.Model:
-    import mlcore.model.losses  # noqa: F401  (registers custom objects)
+    import mlcore.model.losses
     import mlcore.model.unet  # noqa: F401
 
     return keras.models.load_model(path, compile=compile)

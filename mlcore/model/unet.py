@@ -15,8 +15,13 @@ from keras import layers
 NUM_CLASSES = 3
 # Skip connections from fine to coarse; the last is the bottleneck. Both give strides 2, 4, 8, 16, 32.
 SKIP_LAYERS = {
-    "mobilenet_v2": ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
-                     "block_13_expand_relu", "block_16_project"),
+    "mobilenet_v2": (
+        "block_1_expand_relu",
+        "block_3_expand_relu",
+        "block_6_expand_relu",
+        "block_13_expand_relu",
+        "block_16_project",
+    ),
     "vgg19": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_pool"),
 }
 
@@ -48,7 +53,9 @@ def _encoder_backbone(encoder: str, image_size: int, weights: str, alpha: float)
     keras_weights = "imagenet" if weights == "imagenet" else None
     try:
         if encoder == "mobilenet_v2":
-            base = keras.applications.MobileNetV2(input_shape=shape, include_top=False, weights=keras_weights, alpha=alpha)
+            base = keras.applications.MobileNetV2(
+                input_shape=shape, include_top=False, weights=keras_weights, alpha=alpha
+            )
         else:
             base = keras.applications.VGG19(input_shape=shape, include_top=False, weights=keras_weights)
     except Exception as exc:  # keras raises bare Exception on a failed fetch

@@ -34,8 +34,10 @@ def calibrate_stage(params: Params) -> None:
     if calibrator["method"] == "temperature":
         metrics["temperature"] = calibrator["temperature"]
     reliability_diagram(
-        {"raw": reliability_bins(split.probabilities, split.labels, bins),
-         "calibrated": reliability_bins(calibrated, split.labels, bins)},
+        {
+            "raw": reliability_bins(split.probabilities, split.labels, bins),
+            "calibrated": reliability_bins(calibrated, split.labels, bins),
+        },
         "Reliability on the calibration split",
         PLOTS_DIR / "calibrate" / "reliability.png",
     )

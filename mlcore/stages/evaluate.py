@@ -62,20 +62,28 @@ def evaluate_stage(params: Params) -> None:
     stride = max(1, -(-test.labels.size // params.evaluate.confusion_plot_pixels))
     write_json(
         EVALUATE_PLOTS / "confusion.json",
-        [{"actual": CLASS_NAMES[a], "predicted": CLASS_NAMES[p]}
-         for a, p in zip(test.labels.ravel()[::stride], predictions.ravel()[::stride], strict=True)],
+        [
+            {"actual": CLASS_NAMES[a], "predicted": CLASS_NAMES[p]}
+            for a, p in zip(test.labels.ravel()[::stride], predictions.ravel()[::stride], strict=True)
+        ],
     )
     _write_curve(EVALUATE_PLOTS / "calibration_raw.csv", reliability_bins(test.probabilities, test.labels, bins))
     _write_curve(EVALUATE_PLOTS / "calibration_calibrated.csv", reliability_bins(calibrated, test.labels, bins))
     shown = slice(0, params.evaluate.grid_examples)
     prediction_grid(
-        test.images[shown], test.labels[shown], predictions[shown], calibrated.max(axis=-1)[shown],
-        test.ids[shown], EVALUATE_PLOTS / "predictions.png",
+        test.images[shown],
+        test.labels[shown],
+        predictions[shown],
+        calibrated.max(axis=-1)[shown],
+        test.ids[shown],
+        EVALUATE_PLOTS / "predictions.png",
     )
     log.info(
         "test mean IoU: calibrated %.4f, baseline %.4f; ECE raw %.4f, calibrated %.4f",
-        metrics["calibrated"]["mean_iou"], metrics["baseline_majority_class"]["mean_iou"],
-        metrics["raw"]["ece"], metrics["calibrated"]["ece"],
+        metrics["calibrated"]["mean_iou"],
+        metrics["baseline_majority_class"]["mean_iou"],
+        metrics["raw"]["ece"],
+        metrics["calibrated"]["ece"],
     )
 
 

@@ -33,8 +33,12 @@ def fetch(params: Params) -> None:
             spec = getattr(data.archives, key)
             try:
                 cached = fetch_verified(
-                    spec.url, spec.sha256, download_cache(),
-                    data.download.retries, data.download.timeout_s, data.download.backoff_s,
+                    spec.url,
+                    spec.sha256,
+                    download_cache(),
+                    data.download.retries,
+                    data.download.timeout_s,
+                    data.download.backoff_s,
                 )
             except DownloadError as exc:
                 raise StageError(f"data.archives.{key}: {exc}") from exc

@@ -6,9 +6,9 @@ import logging
 
 from mlcore.data.oxford import CLASS_NAMES
 from mlcore.data.prepare import class_pixel_frequencies, collect
-from mlcore.data.tfrecords import serialize, write_shards
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
+from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
 from mlcore.stages.paths import PREPARED_DIR, RAW_DIR
 
@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def prepare(params: Params) -> None:
+    pin_runtime(params.runtime, params.seed)
+    from mlcore.data.tfrecords import serialize, write_shards
+
     settings = params.prepare
     collected = collect(RAW_DIR, settings.image_size)
     summary = collected.summary()

@@ -25,7 +25,6 @@ def input_fingerprint(params: Params, prepared_dir: Path) -> str:
 def train_stage(params: Params) -> None:
     pin_runtime(params.runtime, params.seed)
     from dvclive import Live
-
     from mlcore.io import read_json
     from mlcore.model.serialize import save_model
     from mlcore.model.unet import EncoderWeightsUnavailable, build_unet
@@ -36,15 +35,25 @@ def train_stage(params: Params) -> None:
 
     def build():
         return build_unet(
-            manifest["image_size"], m.encoder, m.encoder_weights, m.encoder_trainable,
-            m.mobilenet_alpha, tuple(m.decoder_filters), m.dropout, m.batchnorm_momentum,
+            manifest["image_size"],
+            m.encoder,
+            m.encoder_weights,
+            m.encoder_trainable,
+            m.mobilenet_alpha,
+            tuple(m.decoder_filters),
+            m.dropout,
+            m.batchnorm_momentum,
         )
 
     t = params.train
-    settings = TrainSettings(t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed)
+    settings = TrainSettings(
+        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed
+    )
     checkpoints = CheckpointStore(CHECKPOINT_DIR, input_fingerprint(params, PREPARED_DIR))
     try:
-        model, history = train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints, TENSORBOARD_DIR)
+        model, history = train(
+            build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints, TENSORBOARD_DIR
+        )
     except EncoderWeightsUnavailable as exc:
         raise StageError(str(exc)) from exc
     save_model(model, MODEL_PATH)
