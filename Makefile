@@ -4,19 +4,41 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run repro metrics test lint format bench clean
+.PHONY: setup run repro metrics push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
 	uv sync --frozen
 	touch $@
 
-run: setup  ## the whole pipeline on the data chosen in params.yaml, then its metrics
+run: setup s3-up  ## the whole pipeline on the data chosen in params.yaml, pushed to the S3 remote
 	python -m mlcore.params
 	dvc repro
+	python -m mlcore.stages.provenance $(if $(ALLOW_DIRTY),--allow-dirty)
+	python -m mlcore.ops.remote check
+	dvc push --run-cache
 	dvc metrics show
 
 repro: run
+
+s3-up: setup  ## start the local S3 server (SeaweedFS) and point the DVC remote at it
+	python -m mlcore.ops.remote up
+
+s3-down:
+	python -m mlcore.ops.remote down
+
+push: s3-up
+	python -m mlcore.ops.remote check
+	dvc push --run-cache
+
+verify: s3-up  ## check every object of dvc.lock on the remote (missing or altered)
+	python -m mlcore.ops.verify
+
+release: s3-up  ## make release VERSION=v1.0.0 [STAGE=prod]
+	python -m mlcore.ops.release $(VERSION) $(if $(STAGE),--stage $(STAGE))
+
+reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
+	python -m mlcore.ops.replay $(REF) $(if $(RETRAIN),--retrain)
 
 metrics: setup
 	dvc metrics show

@@ -136,3 +136,27 @@ def run(cwd: Path, *command: str, check: bool = True, **kwargs) -> subprocess.Co
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port_block(width: int = 7) -> int:
+    """A port p such that p..p+width-1 and their gRPC twins (+10000) are all free on loopback."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 29000)
+        ports = [base + i for i in range(width)] + [base + 10000 + i for i in range(width)]
+        sockets = []
+        try:
+            for port in ports:
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free block of ports on 127.0.0.1")

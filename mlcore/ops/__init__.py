@@ -1,0 +1,1 @@
+"""Operations that drive DVC, git and GTO: the remote, verification, replay of a tagged model, release."""

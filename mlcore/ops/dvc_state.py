@@ -1,0 +1,65 @@
+"""Read what DVC recorded: output hashes from dvc.lock and the configured S3 remote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Output:
+    stage: str
+    path: str
+    md5: str
+
+
+def lock_outputs(lock_path: Path) -> list[Output]:
+    """Every output of every stage, in dvc.lock's (pipeline) order."""
+    lock = yaml.safe_load(Path(lock_path).read_text())
+    return [
+        Output(stage, out["path"], out["md5"])
+        for stage, entry in lock["stages"].items()
+        for out in entry.get("outs", [])
+    ]
+
+
+@dataclass(frozen=True)
+class S3Remote:
+    name: str
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    access_key: str | None
+    secret_key: str | None
+
+    def object_key(self, md5: str) -> str:
+        """Where DVC 3 stores an object: <prefix>/files/md5/<first two hex>/<rest>."""
+        return f"{self.prefix}/files/md5/{md5[:2]}/{md5[2:]}".lstrip("/")
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+        )  # fmt: skip
+
+
+def default_remote(repo_root: Path = Path(".")) -> S3Remote:
+    """The default remote, through DVC's own config API (merges .dvc/config and .dvc/config.local)."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        config = repo.config
+        name = config["core"].get("remote")
+        if not name:
+            raise RuntimeError("no default DVC remote; run `make s3-up` or configure one (see README)")
+        remote = config["remote"][name]
+    url = remote["url"]
+    if not url.startswith("s3://"):
+        raise RuntimeError(f"remote '{name}' is {url}, not S3")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return S3Remote(name, bucket, prefix.rstrip("/"), remote.get("endpointurl"),
+                    remote.get("access_key_id"), remote.get("secret_access_key"))  # fmt: skip

@@ -1,0 +1,82 @@
+"""Provenance of a trained model: what code, settings, data and machine produced exactly these bytes.
+
+The record is written after `dvc repro`, because it quotes the final dvc.lock: the hash of every
+dependency and output of every stage. It refuses a dirty git tree (uncommitted code or params would
+make the record name a commit that did not produce the model) unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from mlcore.params import Params
+
+# Files the pipeline itself rewrites; their changes do not make the source tree dirty.
+PIPELINE_WRITTEN = ("dvc.lock", "metrics/", "dvclive/", "models/provenance.json")
+
+
+class DirtyTree(RuntimeError):
+    """Uncommitted changes to code or params: the commit would not describe the model."""
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def source_revision(allow_dirty: bool) -> dict:
+    changed = [
+        line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if not line[3:].startswith(PIPELINE_WRITTEN)
+    ]  # fmt: skip
+    if changed and not allow_dirty:
+        raise DirtyTree(
+            f"uncommitted changes to {', '.join(changed[:5])}: commit them first, or pass --allow-dirty "
+            "(the record then says the tree was dirty)"
+        )
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed}
+
+
+def lock_hashes(lock_path: Path) -> dict:
+    """stage -> {deps: {path: hash}, outs: {path: hash}} from dvc.lock."""
+    lock = yaml.safe_load(lock_path.read_text())
+    return {
+        stage: {kind: {entry["path"]: entry["md5"] for entry in entry_list.get(kind, [])} for kind in ("deps", "outs")}
+        for stage, entry_list in lock["stages"].items()
+    }
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return []
+
+
+def container_image() -> str | None:
+    """Set by the Argo workflow from the pod's image (with digest); absent outside a container."""
+    return os.environ.get("MLCORE_IMAGE") or None
+
+
+def build_record(params: Params, lock_path: Path, uv_lock: Path, runtime: dict, allow_dirty: bool) -> dict:
+    return {
+        "source": source_revision(allow_dirty),
+        "params_digest": params.digest(),
+        "stages": lock_hashes(lock_path),
+        "environment": {
+            **runtime,
+            "uv_lock_sha256": hashlib.sha256(uv_lock.read_bytes()).hexdigest(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu_flags": cpu_flags(),
+            "container_image": container_image(),
+        },
+    }
