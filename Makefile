@@ -57,6 +57,8 @@ format: setup
 bench: setup
 	python -m bench.input_pipeline
 	python -m bench.stage_times
+	python -m bench.remote_throughput
+	python -m bench.restore_vs_retrain
 
 clean:
 	rm -rf .cache logs

@@ -17,8 +17,9 @@ import yaml
 
 from mlcore.params import Params
 
-# Files the pipeline itself rewrites; their changes do not make the source tree dirty.
-PIPELINE_WRITTEN = ("dvc.lock", "metrics/", "dvclive/", "models/provenance.json")
+# What the pipeline itself writes (outputs, and the .gitignore files DVC keeps beside them); changes
+# there do not make the source tree dirty.
+PIPELINE_WRITTEN = ("dvc.lock", "data/", "models/", "metrics/", "plots/", "dvclive/")
 
 
 class DirtyTree(RuntimeError):

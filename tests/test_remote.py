@@ -55,6 +55,8 @@ def prepared_and_pushed(project):
     project.sh("dvc", "repro", "prepare")
     project.sh("python", "-m", "mlcore.ops.remote", "check")
     project.sh("dvc", "push")
+    git(project.root, "add", "dvc.lock", "data/.gitignore")
+    git(project.root, "commit", "-qm", "prepared data")
 
 
 def test_credentials_stay_out_of_git_and_are_required(project):

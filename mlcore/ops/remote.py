@@ -7,30 +7,38 @@ instead, configure the remote yourself (see the README) and `up` leaves it alone
 
 from __future__ import annotations
 
-import configparser
 import os
 import secrets
-import subprocess
 import sys
-from pathlib import Path
 
 from mlcore.storage.seaweed import DEFAULT_PORT, Credentials, LocalS3Server, S3ServerError, port_is_open
 
 REMOTE_NAME = "storage"
 BUCKET = "mlcore"
 REMOTE_URL = f"s3://{BUCKET}/dvcstore"
-CONFIG_LOCAL = Path(".dvc/config.local")
+
+
+def _config():
+    from dvc.config import Config
+
+    return Config(dvc_dir=".dvc", validate=False)
 
 
 def local_remote_config() -> dict[str, str]:
-    parser = configparser.ConfigParser()
-    parser.read(CONFIG_LOCAL)
-    section = f"'remote \"{REMOTE_NAME}\"'"
-    return dict(parser[section]) if parser.has_section(section) else {}
+    return dict(_config().load_one("local").get("remote", {}).get(REMOTE_NAME, {}))
 
 
-def _dvc_local(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "dvc", *args, "--local"], check=True, capture_output=True)
+def _write_local_remote(endpoint: str, credentials: Credentials) -> None:
+    """Through DVC's config API, not `dvc remote modify`: secrets never appear on a command line."""
+    with _config().edit("local") as config:
+        config["core"]["remote"] = REMOTE_NAME
+        config["remote"][REMOTE_NAME] = {
+            "url": REMOTE_URL,
+            "endpointurl": endpoint,
+            "access_key_id": credentials.access_key,
+            "secret_access_key": credentials.secret_key,
+            "verify": True,  # DVC re-hashes every downloaded object: an altered one is never used
+        }
 
 
 def local_server() -> LocalS3Server:
@@ -52,18 +60,11 @@ def up() -> str:
         )
     credentials = Credentials(
         config.get("access_key_id") or secrets.token_hex(10),
-        config.get("secret_access_key") or secrets.token_urlsafe(30),
+        config.get("secret_access_key") or secrets.token_hex(24),
     )
     server.start(credentials)
     if not config:
-        _dvc_local("remote", "add", "--default", "--force", REMOTE_NAME, REMOTE_URL)
-        for key, value in (
-            ("endpointurl", server.endpoint),
-            ("access_key_id", credentials.access_key),
-            ("secret_access_key", credentials.secret_key),
-            ("verify", "true"),  # DVC re-hashes every downloaded object: an altered one is never used
-        ):
-            _dvc_local("remote", "modify", REMOTE_NAME, key, value)
+        _write_local_remote(server.endpoint, credentials)
     return f"S3 server on {server.endpoint}, bucket '{BUCKET}'; DVC remote '{REMOTE_NAME}' = {REMOTE_URL}"
 
 

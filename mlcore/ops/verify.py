@@ -66,7 +66,10 @@ def verify(repo_root: Path = Path(".")) -> tuple[int, list[Problem]]:
     checked = 0
     with Repo(str(repo_root)) as repo:
         cache_dir = Path(repo.cache.local.path).parent.parent
-        outputs = [(stage.name, out) for stage in repo.index.stages for out in stage.outs if out.use_cache]
+        outputs = [  # cached outputs that dvc.lock records (a stage that never ran has none)
+            (stage.name, out) for stage in repo.index.stages for out in stage.outs
+            if out.use_cache and out.hash_info.value
+        ]  # fmt: skip
     for stage, out in outputs:
         md5 = out.hash_info.value
         objects = [md5]

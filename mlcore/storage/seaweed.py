@@ -127,11 +127,30 @@ class LocalS3Server:
             process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         self.pid_file.write_text(str(process.pid))
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not port_is_open(self.port):
+        while not self._bucket_ready(credentials):  # the port opens before the bucket exists
             if process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise S3ServerError(f"weed mini did not start; see {self.log_file}")
             time.sleep(0.05)
+
+    def client(self, credentials: Credentials):
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
+        )  # fmt: skip
+
+    def _bucket_ready(self, credentials: Credentials) -> bool:
+        if not port_is_open(self.port):
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client(credentials).head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError):
+            return False
+        return True
 
     def stop(self) -> None:
         pid = self.pid()
