@@ -13,6 +13,7 @@ DVC verifies each downloaded object's hash.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,9 @@ class ReplayError(RuntimeError):
 
 
 def _run(cwd: Path, *command: str) -> str:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    # Stage commands say `python`: make it this environment's, whatever PATH the caller had.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PATH": path})
     if result.returncode != 0:
         raise ReplayError(f"`{' '.join(command)}` failed in {cwd}:\n{result.stdout}{result.stderr}")
     return result.stdout

@@ -22,33 +22,37 @@ def input_fingerprint(params: Params, prepared_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def model_builder(params: Params, image_size: int):
+    """A zero-argument factory for the configured U-Net (called only when not resuming)."""
+    from mlcore.model.unet import build_unet
+
+    m = params.model
+    return lambda: build_unet(
+        image_size, m.encoder, m.encoder_weights, m.encoder_trainable, m.mobilenet_alpha,
+        tuple(m.decoder_filters), m.dropout, m.batchnorm_momentum,
+    )  # fmt: skip
+
+
+def train_settings(params: Params):
+    from mlcore.training import TrainSettings
+
+    t = params.train
+    return TrainSettings(
+        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed
+    )
+
+
 def train_stage(params: Params) -> None:
     pin_runtime(params.runtime, params.seed)
     from dvclive import Live
     from mlcore.io import read_json
     from mlcore.model.serialize import save_model
-    from mlcore.model.unet import EncoderWeightsUnavailable, build_unet
-    from mlcore.training import CheckpointStore, TrainSettings, train
+    from mlcore.model.unet import EncoderWeightsUnavailable
+    from mlcore.training import CheckpointStore, train
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
-    m = params.model
-
-    def build():
-        return build_unet(
-            manifest["image_size"],
-            m.encoder,
-            m.encoder_weights,
-            m.encoder_trainable,
-            m.mobilenet_alpha,
-            tuple(m.decoder_filters),
-            m.dropout,
-            m.batchnorm_momentum,
-        )
-
-    t = params.train
-    settings = TrainSettings(
-        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed
-    )
+    build = model_builder(params, manifest["image_size"])
+    settings = train_settings(params)
     checkpoints = CheckpointStore(CHECKPOINT_DIR, input_fingerprint(params, PREPARED_DIR))
     try:
         model, history = train(
