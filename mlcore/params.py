@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -164,8 +165,6 @@ def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
 
 def main() -> None:
     """`python -m mlcore.params [FILE]`: validate a params file, exit non-zero with every problem."""
-    import sys
-
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PARAMS_PATH
     try:
         params = load_params(path)

@@ -66,6 +66,19 @@ def test_replay_with_retrain_matches_every_hash(released):
     assert "reproduced byte for byte" in result.stdout and " NO\n" not in result.stdout
 
 
+def test_restore_refuses_a_tag_whose_lock_does_not_match_its_code(released):
+    root, sh, _ = released
+    evaluate = root / "mlcore/stages/evaluate.py"
+    evaluate.write_text(evaluate.read_text() + "\n# a code change committed without re-running the pipeline\n")
+    git(root, "commit", "-qam", "stale lock")
+    git(root, "tag", "stale-lock")
+    git(root, "checkout", "-q", "HEAD~1", "--", "mlcore/stages/evaluate.py")
+    git(root, "commit", "-qam", "revert")
+    result = sh("python", "-m", "mlcore.ops.replay", "stale-lock", check=False)
+    assert result.returncode != 0
+    assert "stage(s) evaluate had to be recomputed" in result.stderr
+
+
 def test_retrain_names_the_first_stage_that_diverged(released):
     root, sh, _ = released
     # A commit whose params say one thing while its dvc.lock says another: retraining must catch it.

@@ -2,8 +2,8 @@
 
 `python -m mlcore.ops.replay REF [--retrain] [--repo PATH] [--keep]`
 
-Without --retrain: pull every output and the run-cache, let `dvc repro` restore each stage from the
-run-cache (nothing is recomputed), and check every output against REF's dvc.lock.
+Without --retrain: fetch every output and the run-cache, let `dvc repro` restore each stage from the
+cache (it fails if any stage had to be recomputed), and check every output against REF's dvc.lock.
 With --retrain: pull only the fetched data (the pinned inputs), recompute every later stage, and check
 that every output is byte-identical to REF's dvc.lock, naming the first stage that diverged.
 The remote is read with this checkout's .dvc/config.local (credentials are never committed), and
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,8 +72,13 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Out
         _dvc(clone, "pull", DATA_STAGE)  # the pinned data; everything after it is recomputed
         _dvc(clone, "repro", "--force", "--downstream", *_stages_after(clone, DATA_STAGE))
     else:
-        _dvc(clone, "pull", "--run-cache")
-        _dvc(clone, "repro")  # every stage restores from the run-cache or is already up to date
+        _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
+        recomputed = re.findall(r"Running stage '([^']+)'", _dvc(clone, "repro"))
+        if recomputed:  # restoring must never compute: the tag's dvc.lock does not match its code or params
+            raise ReplayError(
+                f"{ref}: stage(s) {', '.join(recomputed)} had to be recomputed, so its dvc.lock does not describe "
+                "its code and params (commit after `make run`); use --retrain to check the outputs anyway"
+            )
         _dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
     return compare(expected, lock_outputs(clone / "dvc.lock"))
 
