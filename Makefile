@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run repro metrics push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: setup run repro metrics workflows push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -53,6 +53,10 @@ lint: setup
 format: setup
 	ruff check --fix .
 	ruff format .
+
+workflows: setup  ## regenerate argo/ from dvc.yaml
+	python -m workflows.pipeline
+	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
 
 bench: setup
 	python -m bench.input_pipeline

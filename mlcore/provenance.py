@@ -31,10 +31,10 @@ def _git(*args: str) -> str:
 
 
 def source_revision(allow_dirty: bool) -> dict:
-    changed = [
-        line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
-        if not line[3:].startswith(PIPELINE_WRITTEN)
-    ]  # fmt: skip
+    status = subprocess.run(  # not stripped: porcelain lines may start with a space
+        ["git", "status", "--porcelain", "--untracked-files=no"], check=True, capture_output=True, text=True
+    ).stdout
+    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(PIPELINE_WRITTEN)]
     if changed and not allow_dirty:
         raise DirtyTree(
             f"uncommitted changes to {', '.join(changed[:5])}: commit them first, or pass --allow-dirty "

@@ -23,7 +23,7 @@ def released(tmp_path_factory):
 
     sh("python", "-m", "mlcore.ops.remote", "up")
     sh("dvc", "repro")
-    (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an uncommitted edit
+    (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
     refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
     git(root, "checkout", "params.yaml")
     sh("python", "-m", "mlcore.stages.provenance")
