@@ -55,6 +55,7 @@ def run_workflow(manifest: Path, repo: Path, workdir: Path, parameters: dict[str
     dag = templates[spec["entrypoint"]]["dag"]["tasks"]
     order = TopologicalSorter({t["name"]: task_dependencies(t) for t in dag}).static_order()
     tasks = {t["name"]: t for t in dag}
+    workdir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, TaskRun] = {}
     for name in order:
         task = tasks[name]

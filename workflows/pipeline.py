@@ -3,11 +3,12 @@
 One task per DVC stage (and per item of a foreach/matrix stage), depending exactly on the stages DVC
 says it depends on; every task runs the same script (`workflows.task`) in the project image built at
 the requested revision. Stage-specific facts (names, edges) come from dvc.yaml through DVC's API.
+Lock entries travel between tasks as output parameters, one compact JSON document per line (JSON
+never contains a raw newline, and a JSON list of substituted JSON strings would not parse).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hera.workflows import DAG, Container, Env, Parameter, RetryStrategy, SecretEnv, WorkflowTemplate
@@ -76,7 +77,7 @@ def build(stages: list[StageNode]) -> WorkflowTemplate:
             "dvc-stage",
             ["stage", "{{inputs.parameters.stage}}", "--revision", "{{workflow.parameters.revision}}",
              "--retrain", "{{workflow.parameters.retrain}}", "--upstream", "{{inputs.parameters.upstream}}"],
-            [Parameter(name="stage"), Parameter(name="upstream", value="[]")],
+            [Parameter(name="stage"), Parameter(name="upstream", value="")],
             output=True,
         )  # fmt: skip
         merge = _container(
@@ -91,12 +92,12 @@ def build(stages: list[StageNode]) -> WorkflowTemplate:
                 upstream = [f"{{{{tasks.{task_name(u)}.outputs.parameters.lock-entry}}}}" for u in node.upstream]
                 tasks[node.name] = stage(
                     name=task_name(node.name),
-                    arguments={"stage": node.name, "upstream": json.dumps(upstream)},
+                    arguments={"stage": node.name, "upstream": "\n".join(upstream)},
                 )
                 for dependency in node.upstream:
                     tasks[dependency] >> tasks[node.name]
             entries = [f"{{{{tasks.{task_name(n.name)}.outputs.parameters.lock-entry}}}}" for n in stages]
-            merged = merge(name="merge-lock", arguments={"entries": json.dumps(entries)})
+            merged = merge(name="merge-lock", arguments={"entries": "\n".join(entries)})
             for node in stages:
                 tasks[node.name] >> merged
     return template

@@ -91,10 +91,16 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool) -> None:
     (outputs_dir() / "lock-entry.json").write_text(json.dumps(entry, sort_keys=True))
 
 
-def merge(entry_texts: list[str]) -> None:
+def parse_entries(text: str) -> dict[str, dict]:
+    """Lock entries as tasks emit them: one compact JSON object per line."""
     entries: dict[str, dict] = {}
-    for text in entry_texts:
-        entries.update(json.loads(text))
+    for line in text.splitlines():
+        if line.strip():
+            entries.update(json.loads(line))
+    return entries
+
+
+def merge(entries: dict[str, dict]) -> None:
     from workflows.graph import stage_graph
 
     order = [node.name for node in stage_graph() if node.name in entries]
@@ -107,20 +113,17 @@ def main() -> None:
     stage = commands.add_parser("stage")
     stage.add_argument("name")
     stage.add_argument("--revision", default="HEAD")
-    stage.add_argument("--upstream", default="[]", help="JSON list of upstream tasks' lock entries")
+    stage.add_argument("--upstream", default="", help="upstream tasks' lock entries, one JSON per line")
     stage.add_argument("--retrain", default="false", choices=["true", "false"])
     merged = commands.add_parser("merge")
     merged.add_argument("--revision", default="HEAD")
-    merged.add_argument("entries", help="JSON list of every task's lock entry (each a JSON string)")
+    merged.add_argument("entries", help="every task's lock entry, one JSON per line")
     arguments = parser.parse_args()
     check_revision(arguments.revision)
     if arguments.command == "stage":
-        upstream: dict[str, dict] = {}
-        for text in json.loads(arguments.upstream):
-            upstream.update(json.loads(text))
-        run_stage(arguments.name, upstream, arguments.retrain == "true")
+        run_stage(arguments.name, parse_entries(arguments.upstream), arguments.retrain == "true")
     else:
-        merge(json.loads(arguments.entries))
+        merge(parse_entries(arguments.entries))
 
 
 if __name__ == "__main__":
