@@ -88,7 +88,8 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool) -> None:
     _dvc("push", "--run-cache", name)
     entry = {name: read_lock()["stages"][name]}
     outputs_dir().mkdir(parents=True, exist_ok=True)
-    (outputs_dir() / "lock-entry.json").write_text(json.dumps(entry, sort_keys=True))
+    # DVC's own key order (cmd, deps, params, outs), so the merged lock is byte-identical to dvc repro's
+    (outputs_dir() / "lock-entry.json").write_text(json.dumps(entry))
 
 
 def parse_entries(text: str) -> dict[str, dict]:
