@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from mlcore.ops.remote import write_remote
+
 LOCK = Path("dvc.lock")
-REMOTE_NAME = "storage"
 
 
 def outputs_dir() -> Path:
@@ -45,15 +46,8 @@ def check_revision(revision: str) -> None:
 
 def configure_remote() -> None:
     """The remote from MLCORE_S3_* variables; keys stay in AWS_* variables, never in a file."""
-    from dvc.config import Config
-
     bucket, prefix = os.environ["MLCORE_S3_BUCKET"], os.environ.get("MLCORE_S3_PREFIX", "dvcstore")
-    remote = {"url": f"s3://{bucket}/{prefix}", "verify": True}
-    if endpoint := os.environ.get("MLCORE_S3_ENDPOINT"):
-        remote["endpointurl"] = endpoint
-    with Config(dvc_dir=".dvc", validate=False).edit("local") as config:
-        config["core"]["remote"] = REMOTE_NAME
-        config["remote"][REMOTE_NAME] = remote
+    write_remote(f"s3://{bucket}/{prefix}", os.environ.get("MLCORE_S3_ENDPOINT") or None)
 
 
 def read_lock() -> dict:
@@ -74,14 +68,12 @@ def write_entries(entries: dict[str, dict]) -> None:
 def run_stage(name: str, upstream: dict[str, dict], retrain: bool) -> None:
     configure_remote()
     write_entries(upstream)
-    needed = [out["path"] for entry in upstream.values() for out in entry.get("outs", [])]
-    own_deps = {dep["path"] for dep in read_lock().get("stages", {}).get(name, {}).get("deps", [])}
     from dvc.repo import Repo
 
     with Repo(".") as repo:
-        stage = next(s for s in repo.index.stages if s.addressing == name)
-        own_deps |= {dep.def_path for dep in stage.deps}
-    targets = [path for path in needed if path in own_deps]
+        own_deps = {dep.def_path for s in repo.index.stages if s.addressing == name for dep in s.deps}
+    upstream_outputs = [out["path"] for entry in upstream.values() for out in entry.get("outs", [])]
+    targets = [path for path in upstream_outputs if path in own_deps]
     if targets:
         _dvc("pull", *targets)
     _dvc("repro", "--single-item", "--pull", *(["--force"] if retrain else []), name)

@@ -28,17 +28,18 @@ def local_remote_config() -> dict[str, str]:
     return dict(_config().load_one("local").get("remote", {}).get(REMOTE_NAME, {}))
 
 
-def _write_local_remote(endpoint: str, credentials: Credentials) -> None:
-    """Through DVC's config API, not `dvc remote modify`: secrets never appear on a command line."""
+def write_remote(url: str, endpoint: str | None, credentials: Credentials | None = None) -> None:
+    """Make `url` the default remote in .dvc/config.local, through DVC's config API rather than
+    `dvc remote modify`, so secrets never appear on a command line. Without credentials, boto reads
+    the AWS_* variables."""
+    remote: dict = {"url": url, "verify": True}  # DVC re-hashes downloads: an altered object is refused
+    if endpoint:
+        remote["endpointurl"] = endpoint
+    if credentials:
+        remote.update(access_key_id=credentials.access_key, secret_access_key=credentials.secret_key)
     with _config().edit("local") as config:
         config["core"]["remote"] = REMOTE_NAME
-        config["remote"][REMOTE_NAME] = {
-            "url": REMOTE_URL,
-            "endpointurl": endpoint,
-            "access_key_id": credentials.access_key,
-            "secret_access_key": credentials.secret_key,
-            "verify": True,  # DVC re-hashes every downloaded object: an altered one is never used
-        }
+        config["remote"][REMOTE_NAME] = remote
 
 
 def local_server() -> LocalS3Server:
@@ -64,7 +65,7 @@ def up() -> str:
     )
     server.start(credentials)
     if not config:
-        _write_local_remote(server.endpoint, credentials)
+        write_remote(REMOTE_URL, server.endpoint, credentials)
     return f"S3 server on {server.endpoint}, bucket '{BUCKET}'; DVC remote '{REMOTE_NAME}' = {REMOTE_URL}"
 
 
