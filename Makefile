@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run repro metrics workflows push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: setup run repro metrics workflows image push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -57,6 +57,9 @@ format: setup
 workflows: setup  ## regenerate argo/ from dvc.yaml
 	python -m workflows.pipeline
 	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
+
+image:  ## the project image at this commit (needs a Docker engine; none runs on the dev machines)
+	docker build -f docker/Dockerfile --build-arg REVISION=$$(git rev-parse HEAD) -t mlcore:$$(git rev-parse --short HEAD) .
 
 bench: setup
 	python -m bench.input_pipeline
