@@ -58,8 +58,10 @@ workflows: setup  ## regenerate argo/ from dvc.yaml
 	python -m workflows.pipeline
 	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
 
-image:  ## the project image at this commit (needs a Docker engine; none runs on the dev machines)
-	docker build -f docker/Dockerfile --build-arg REVISION=$$(git rev-parse HEAD) -t mlcore:$$(git rev-parse --short HEAD) .
+image:  ## the project image at HEAD, from a fresh clone (needs a Docker engine; none runs on the dev machines)
+	context=$$(mktemp -d) && git clone -q . "$$context" && \
+	docker build -f "$$context/docker/Dockerfile" --build-arg REVISION=$$(git rev-parse HEAD) \
+		-t mlcore:$$(git rev-parse --short HEAD) "$$context"; status=$$?; rm -rf "$$context"; exit $$status
 
 bench: setup
 	python -m bench.input_pipeline
