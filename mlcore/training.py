@@ -21,10 +21,11 @@ from pathlib import Path
 
 import keras
 
-from mlcore.data.tfrecords import NUM_CLASSES, evaluation_batches, training_batches
+from mlcore.data.tfrecords import evaluation_batches, training_batches
 from mlcore.io import write_json
 from mlcore.model.losses import make_loss
 from mlcore.model.serialize import load_model, save_model
+from mlcore.model.unet import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 # Each epoch (and each validation pass) is a finite dataset by design; Keras warns when it first

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-NUM_CLASSES = 3
-
 
 def shard_names(split: str, count: int) -> list[str]:
     return [f"{split}-{index:05d}-of-{count:05d}.tfrecord" for index in range(count)]

@@ -12,7 +12,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-NUM_CLASSES = 3
+from mlcore.data.oxford import CLASS_NAMES
+
+NUM_CLASSES = len(CLASS_NAMES)
 # Skip connections from fine to coarse; the last is the bottleneck. Both give strides 2, 4, 8, 16, 32.
 SKIP_LAYERS = {
     "mobilenet_v2": (
