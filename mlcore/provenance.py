@@ -30,11 +30,16 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def source_revision(allow_dirty: bool) -> dict:
+def uncommitted_files() -> list[str]:
+    """Tracked files with staged or unstaged changes."""
     status = subprocess.run(  # not stripped: porcelain lines may start with a space
         ["git", "status", "--porcelain", "--untracked-files=no"], check=True, capture_output=True, text=True
     ).stdout
-    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(PIPELINE_WRITTEN)]
+    return [line[3:] for line in status.splitlines()]
+
+
+def source_revision(allow_dirty: bool) -> dict:
+    changed = [path for path in uncommitted_files() if not path.startswith(PIPELINE_WRITTEN)]
     if changed and not allow_dirty:
         raise DirtyTree(
             f"uncommitted changes to {', '.join(changed[:5])}: commit them first, or pass --allow-dirty "

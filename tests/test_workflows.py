@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlcore.ops.dvc_state import stage_graph
 from mlcore.storage.seaweed import Credentials, LocalS3Server
 from tests.argo_local import run_workflow, task_dependencies
 from tests.helpers import REPO_ROOT, TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
-from workflows.graph import stage_graph
 from workflows.pipeline import build, task_name
 
 MANIFEST = REPO_ROOT / "argo" / "pipeline.yaml"

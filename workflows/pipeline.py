@@ -14,7 +14,7 @@ from pathlib import Path
 from hera.workflows import DAG, Container, Env, Parameter, RetryStrategy, SecretEnv, WorkflowTemplate
 from hera.workflows import models as m
 
-from workflows.graph import StageNode, stage_graph
+from mlcore.ops.dvc_state import StageNode, stage_graph
 
 NAME = "mlcore-pipeline"
 SERVICE_ACCOUNT = "mlcore-workflow"

@@ -94,7 +94,7 @@ def parse_entries(text: str) -> dict[str, dict]:
 
 
 def merge(entries: dict[str, dict]) -> None:
-    from workflows.graph import stage_graph
+    from mlcore.ops.dvc_state import stage_graph
 
     order = [node.name for node in stage_graph() if node.name in entries]
     write_entries({name: entries[name] for name in order})

@@ -1,4 +1,4 @@
-"""Read what DVC recorded: output hashes from dvc.lock and the configured S3 remote."""
+"""Read what DVC knows: the stage graph, output hashes from dvc.lock and the configured S3 remote."""
 
 from __future__ import annotations
 
@@ -63,3 +63,20 @@ def default_remote(repo_root: Path = Path(".")) -> S3Remote:
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     return S3Remote(name, bucket, prefix.rstrip("/"), remote.get("endpointurl"),
                     remote.get("access_key_id"), remote.get("secret_access_key"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StageNode:
+    name: str  # DVC's address: "train", or "trials@3" for an item of a foreach/matrix stage
+    upstream: tuple[str, ...]  # the stages whose outputs this one depends on, sorted
+
+
+def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
+    """Every stage, upstream before downstream (ties broken by name), with its direct dependencies."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        graph = repo.index.graph  # an edge A -> B means stage A depends on stage B
+        order = list(nx.lexicographical_topological_sort(graph.reverse(copy=True), key=lambda s: s.addressing))
+        return [StageNode(s.addressing, tuple(sorted(d.addressing for d in graph.successors(s)))) for s in order]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from mlcore.ops.verify import verify
+from mlcore.provenance import uncommitted_files
 
 ARTIFACT = "model"
 
@@ -27,9 +28,8 @@ def main() -> None:
     parser.add_argument("version", help="SemVer with a leading v, e.g. v1.0.0")
     parser.add_argument("--stage", help="also assign this stage, e.g. staging or prod")
     arguments = parser.parse_args()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    if dirty.stdout.strip():
-        sys.exit(f"error: commit dvc.lock and every change first; uncommitted:\n{dirty.stdout}")
+    if dirty := uncommitted_files():
+        sys.exit(f"error: commit dvc.lock and every change first; uncommitted: {', '.join(dirty)}")
     checked, problems = verify()
     if problems:
         sys.exit(f"error: {len(problems)} of {checked} objects are missing or altered on the remote; run `make push`")

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlcore.ops.dvc_state import Output, lock_outputs
+from mlcore.ops.dvc_state import Output, lock_outputs, stage_graph
 
 DATA_STAGE = "fetch"
 
@@ -70,7 +70,8 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Out
     expected = lock_outputs(clone / "dvc.lock")
     if retrain:
         _dvc(clone, "pull", DATA_STAGE)  # the pinned data; everything after it is recomputed
-        _dvc(clone, "repro", "--force", "--downstream", *_stages_after(clone, DATA_STAGE))
+        after_data = [node.name for node in stage_graph(clone) if DATA_STAGE in node.upstream]
+        _dvc(clone, "repro", "--force", "--downstream", *after_data)
     else:
         _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
         recomputed = re.findall(r"Running stage '([^']+)'", _dvc(clone, "repro"))
@@ -81,15 +82,6 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Out
             )
         _dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
     return compare(expected, lock_outputs(clone / "dvc.lock"))
-
-
-def _stages_after(clone: Path, stage: str) -> list[str]:
-    """The stages that directly depend on `stage`'s outputs (with --downstream, all later ones run)."""
-    import yaml
-
-    stages = yaml.safe_load((clone / "dvc.yaml").read_text())["stages"]
-    outs = set(stages[stage].get("outs", []))
-    return [name for name, spec in stages.items() if outs & set(spec.get("deps", []))]
 
 
 def main() -> None:
