@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run repro metrics workflows image push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: setup run serve inference-service repro metrics workflows submit image push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -18,6 +18,7 @@ run: setup s3-up  ## the whole pipeline on the data chosen in params.yaml, pushe
 	python -m mlcore.ops.remote check
 	dvc push --run-cache
 	dvc metrics show
+	python -m mlcore.stages.release --verdict
 
 repro: run
 
@@ -36,6 +37,12 @@ verify: s3-up  ## check every object of dvc.lock on the remote (missing or alter
 
 release: s3-up  ## make release VERSION=v1.0.0 [STAGE=prod]
 	python -m mlcore.ops.release $(VERSION) $(if $(STAGE),--stage $(STAGE))
+
+serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080]: the V2 inference server for a released model
+	python -m mlcore.ops.serve $(REF) $(if $(PORT),--port $(PORT))
+
+inference-service: setup  ## make inference-service REF=model@v1.0.0 | kubectl apply -f -
+	@python -m workflows.serving $(REF)
 
 reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
 	python -m mlcore.ops.replay $(REF) $(if $(RETRAIN),--retrain)
@@ -58,16 +65,21 @@ workflows: setup  ## regenerate argo/ from dvc.yaml
 	python -m workflows.pipeline
 	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
 
+submit: setup  ## make submit REF=HEAD [REPRODUCE=1] [RETRAIN=1] [PARAMS="s3-endpoint=..."] [DRY_RUN=1]
+	python -m workflows.submit $(REF) $(if $(REPRODUCE),--reproduce) $(if $(RETRAIN),--retrain) \
+		$(foreach p,$(PARAMS),-p $(p)) $(if $(DRY_RUN),--dry-run)
+
 image:  ## the project image at HEAD, from a fresh clone (needs a Docker engine; none runs on the dev machines)
 	context=$$(mktemp -d) && git clone -q . "$$context" && \
 	docker build -f "$$context/docker/Dockerfile" --build-arg REVISION=$$(git rev-parse HEAD) \
-		-t mlcore:$$(git rev-parse --short HEAD) "$$context"; status=$$?; rm -rf "$$context"; exit $$status
+		-t mlcore:$$(git rev-parse --short HEAD) -t mlcore:$$(git rev-parse HEAD) "$$context"; status=$$?; rm -rf "$$context"; exit $$status
 
 bench: setup
 	python -m bench.input_pipeline
 	python -m bench.stage_times
 	python -m bench.remote_throughput
 	python -m bench.restore_vs_retrain
+	python -m bench.serving_load
 
 clean:
 	rm -rf .cache logs

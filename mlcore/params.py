@@ -116,6 +116,102 @@ class EvaluateParams(Strict):
     confusion_plot_pixels: Annotated[int, Field(ge=100)] = 20000
 
 
+class LogUniform(Strict):
+    low: Annotated[float, Field(gt=0, le=1)]
+    high: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogUniform:
+        if self.low >= self.high:
+            raise ValueError(f"low {self.low} must be below high {self.high}")
+        return self
+
+
+class SearchSpace(Strict):
+    """Choices per knob (learning rate: a log-uniform range); one-element lists fix a knob."""
+
+    encoder: Annotated[list[Literal["mobilenet_v2", "vgg19"]], Field(min_length=1)] = ["mobilenet_v2"]
+    learning_rate: LogUniform = LogUniform(low=5e-4, high=1e-2)
+    batch_size: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1)] = [8, 16]
+    encoder_trainable: Annotated[list[bool], Field(min_length=1)] = [True]
+    loss: Annotated[list[Literal["cross_entropy", "cross_entropy+dice"]], Field(min_length=1)] = ["cross_entropy"]
+
+
+class Rung(Strict):
+    epochs: Annotated[int, Field(ge=1, le=1000)]
+    slots: Annotated[list[int], Field(min_length=1)]
+
+
+class TuneParams(Strict):
+    """Successive halving over a seeded random plan: rung 0 trains every trial, each later rung the best of the
+    rung before with a larger budget (epochs). dvc.yaml has one matrix stage per rung (rung0, rung1, ...)."""
+
+    seed: int = 7
+    include_defaults: bool = True  # trial 0 is params.yaml's own model/train settings: the baseline to beat
+    space: SearchSpace = SearchSpace()
+    rungs: Annotated[list[Rung], Field(min_length=1, max_length=8)] = [
+        Rung(epochs=2, slots=[0, 1, 2, 3, 4, 5]),
+        Rung(epochs=4, slots=[0, 1]),
+    ]
+
+    @property
+    def trials(self) -> int:
+        return len(self.rungs[0].slots)
+
+    @model_validator(mode="after")
+    def _halving(self) -> TuneParams:
+        for index, rung in enumerate(self.rungs):
+            if rung.slots != list(range(len(rung.slots))):
+                raise ValueError(f"rungs.{index}.slots must be 0..{len(rung.slots) - 1} in order, got {rung.slots}")
+            if index and len(rung.slots) >= len(self.rungs[index - 1].slots):
+                raise ValueError(f"rungs.{index} must keep fewer trials than rung {index - 1}")
+            if index and rung.epochs <= self.rungs[index - 1].epochs:
+                raise ValueError(f"rungs.{index}.epochs must exceed rung {index - 1}'s (a larger budget)")
+        return self
+
+
+class GateParams(Strict):
+    """Bounds on the calibrated model's test metrics; all must hold for a release."""
+
+    min_mean_iou: Fraction = 0.75
+    min_pet_iou: Fraction = 0.70
+    min_pixel_accuracy: Fraction = 0.90
+    max_ece: Fraction = 0.05
+
+
+class ReleaseParams(Strict):
+    gate: GateParams = GateParams()
+    model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "pet-segmenter"
+
+
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi|Ti)?$")]
+MetricKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+
+
+class Resources(Strict):
+    """A pod's requests, equal to its limits (Guaranteed QoS: the CPU a stage sees is the CPU it asked for)."""
+
+    cpu: Quantity = "2"
+    memory: Quantity = "4Gi"
+    gpu: Annotated[int, Field(ge=0, le=16)] = 0
+
+
+class ClusterParams(Strict):
+    """How the Argo workflow runs the stages. No stage reads this section, so it never changes an output."""
+
+    parallelism: Annotated[int, Field(ge=1, le=256)] = 4
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    deadline_hours: Annotated[float, Field(gt=0, le=168)] = 6
+    resources: dict[str, Resources] = {"default": Resources()}
+    published_metrics: dict[str, list[MetricKey]] = {}
+
+    @model_validator(mode="after")
+    def _has_default(self) -> ClusterParams:
+        if "default" not in self.resources:
+            raise ValueError("resources needs a 'default' entry for stages not listed by name")
+        return self
+
+
 class Params(Strict):
     seed: int = 42
     runtime: RuntimeParams = RuntimeParams()
@@ -125,6 +221,9 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     calibrate: CalibrateParams = CalibrateParams()
     evaluate: EvaluateParams = EvaluateParams()
+    tune: TuneParams = TuneParams()
+    release: ReleaseParams = ReleaseParams()
+    cluster: ClusterParams = ClusterParams()
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: the same settings give the same digest, whatever the YAML."""

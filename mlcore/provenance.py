@@ -17,9 +17,9 @@ import yaml
 
 from mlcore.params import Params
 
-# What the pipeline itself writes (outputs, and the .gitignore files DVC keeps beside them); changes
-# there do not make the source tree dirty.
-PIPELINE_WRITTEN = ("dvc.lock", "data/", "models/", "metrics/", "plots/", "dvclive/")
+# What the pipeline itself writes (outputs, and the .gitignore files DVC keeps beside them, the root one
+# included); changes there do not make the source tree dirty.
+PIPELINE_WRITTEN = ("dvc.lock", "data/", "models/", "metrics/", "plots/", "dvclive/", "tuning/", "release/")
 
 
 class DirtyTree(RuntimeError):
@@ -39,7 +39,7 @@ def uncommitted_files() -> list[str]:
 
 
 def source_revision(allow_dirty: bool) -> dict:
-    changed = [path for path in uncommitted_files() if not path.startswith(PIPELINE_WRITTEN)]
+    changed = [p for p in uncommitted_files() if not p.startswith(PIPELINE_WRITTEN) and not p.endswith(".gitignore")]
     if changed and not allow_dirty:
         raise DirtyTree(
             f"uncommitted changes to {', '.join(changed[:5])}: commit them first, or pass --allow-dirty "

@@ -26,6 +26,7 @@ from mlcore.io import write_json
 from mlcore.model.losses import make_loss
 from mlcore.model.serialize import load_model, save_model
 from mlcore.model.unet import NUM_CLASSES
+from mlcore.storage.checkpoints import S3Mirror
 
 log = logging.getLogger(__name__)
 # Each epoch (and each validation pass) is a finite dataset by design; Keras warns when it first
@@ -46,14 +47,19 @@ class TrainSettings:
 
 
 class CheckpointStore:
-    """Epoch checkpoints of one training run, identified by the fingerprint of its inputs."""
+    """Epoch checkpoints of one training run, identified by the fingerprint of its inputs, optionally
+    mirrored to S3 so that a run restarted elsewhere (a retried pod) resumes too."""
 
-    def __init__(self, directory: Path, fingerprint: str):
+    def __init__(self, directory: Path, fingerprint: str, mirror: S3Mirror | None = None):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.state_file = self.directory / "state.json"
+        self.mirror = mirror
 
     def latest(self) -> tuple[int, keras.Model, History] | None:
+        if not self.state_file.exists() and self.mirror and self.mirror.names():
+            log.info("fetching checkpoints from %s", self.mirror.url)
+            self.mirror.download_all(self.directory)
         if not self.state_file.exists():
             return None
         state = json.loads(self.state_file.read_text())
@@ -71,12 +77,18 @@ class CheckpointStore:
         write_json(
             self.state_file, {"fingerprint": self.fingerprint, "epoch": epoch, "checkpoint": name, "history": history}
         )
-        for old in self.directory.glob("epoch-*.keras"):
-            if old.name != name:
-                old.unlink()
+        stale = [old.name for old in self.directory.glob("epoch-*.keras") if old.name != name]
+        for old in stale:
+            (self.directory / old).unlink()
+        if self.mirror:
+            self.mirror.upload(self.directory / name)
+            self.mirror.upload(self.state_file)  # last: it must only ever name an uploaded checkpoint
+            self.mirror.delete(stale)
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self.mirror:
+            self.mirror.delete(self.mirror.names())
 
 
 def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
@@ -94,12 +106,13 @@ def train(
     prepared_dir: Path,
     train_count: int,
     settings: TrainSettings,
-    checkpoints: CheckpointStore,
+    checkpoints: CheckpointStore | None,
     tensorboard_dir: Path | None = None,
 ) -> tuple[keras.Model, History]:
-    """Train for settings.epochs, resuming from the latest matching checkpoint if there is one."""
+    """Train for settings.epochs, resuming from the latest matching checkpoint if there is one
+    (short trials pass no store: nothing to resume, nothing to write)."""
     steps_per_epoch = math.ceil(train_count / settings.batch_size)
-    resumed = checkpoints.latest()
+    resumed = checkpoints.latest() if checkpoints else None
     if resumed is None:
         start, model, history = 0, build(), []
         compile_model(model, settings, steps_per_epoch)
@@ -123,5 +136,6 @@ def train(
             callbacks=callbacks,
         )
         history.append({name: float(values[-1]) for name, values in sorted(result.history.items())})
-        checkpoints.save(epoch + 1, model, history)
+        if checkpoints:
+            checkpoints.save(epoch + 1, model, history)
     return model, history

@@ -69,12 +69,19 @@ def test_second_repro_is_a_no_op(project):
     assert (project / "dvc.lock").read_text() == before
 
 
-def test_forced_repro_twice_gives_the_same_lock(project):
+def test_forced_repro_gives_the_same_lock(project):
     first_run = lock(project)
-    run(project, "dvc", "repro", "-f")
-    forced_once = lock(project)
-    run(project, "dvc", "repro", "-f")
-    assert lock(project) == forced_once == first_run
+    run(project, "dvc", "repro", "-f")  # every stage recomputed, the search included
+    assert lock(project) == first_run
+
+
+def test_training_uses_the_searched_configuration(project):
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert any(dep["path"] == "tuning/best.json" for dep in stages["train"]["deps"])
+    assert {name.split("@")[0] for name in stages} >= {"plan", "rung0", "rung1", "select"}
+    best = json.loads((project / "tuning/best.json").read_text())
+    planned = json.loads((project / "tuning/plan.json").read_text())["trials"]
+    assert best["config"] == planned[best["trial"]]["config"]
 
 
 def test_killed_training_resumes_to_the_same_bytes(project):

@@ -1,10 +1,13 @@
 """A git tag names a model: release it, then replay it in a fresh clone and compare every hash."""
 
 import json
+import os
+import subprocess
+import time
 
 import pytest
 
-from tests.helpers import TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
+from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, free_port_block, git, run, write_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}  # fmt: skip
@@ -22,52 +25,56 @@ def released(tmp_path_factory):
         return run(root, *command, check=check, env=env)
 
     sh("python", "-m", "mlcore.ops.remote", "up")
-    sh("dvc", "repro")
-    (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
-    refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
-    git(root, "checkout", "params.yaml")
-    sh("python", "-m", "mlcore.stages.provenance")
-    sh("dvc", "push", "--run-cache")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "model v0.1.0")
-    sh("python", "-m", "mlcore.ops.release", "v0.1.0", "--stage", "prod")
-    yield root, sh, refused
-    sh("python", "-m", "mlcore.ops.remote", "down")
+    try:
+        sh("dvc", "repro")
+        (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
+        refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
+        git(root, "checkout", "params.yaml")
+        sh("python", "-m", "mlcore.stages.provenance")
+        sh("dvc", "push", "--run-cache")
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "model v0.1.0")
+        sh("python", "-m", "mlcore.ops.release", "v0.1.0", "--stage", "prod")
+        yield root, sh, refused, env
+    finally:
+        sh("python", "-m", "mlcore.ops.remote", "down")
 
 
 def test_provenance_names_commit_params_and_every_hash(released):
-    root, _, refused = released
+    root, _, refused, _ = released
     assert refused.returncode != 0 and "uncommitted changes to params.yaml" in refused.stderr
     record = json.loads((root / "models/provenance.json").read_text())
     lock_text = (root / "dvc.lock").read_text()
     assert record["source"]["dirty"] is False and len(record["source"]["commit"]) == 40
     assert record["stages"]["train"]["outs"]["models/model.keras"] in lock_text
-    assert set(record["stages"]) == {"fetch", "prepare", "train", "calibrate", "evaluate"}
+    stages = {"fetch", "prepare", "plan", "rung0@0", "rung0@1", "rung1@0", "select", "train", "calibrate", "evaluate"}
+    assert set(record["stages"]) == stages
+    assert record["tuning"] == json.loads((root / "tuning/best.json").read_text())  # the configuration it used
     environment = record["environment"]
     assert environment["intra_op_threads"] == 2 and environment["onednn_opts"] is False
     assert environment["tensorflow"] and environment["uv_lock_sha256"] and environment["cpu_flags"]
 
 
 def test_release_creates_gto_tags(released):
-    root, _, _ = released
+    root, _, _, _ = released
     tags = git(root, "tag").split()
     assert "model@v0.1.0" in tags and any(tag.startswith("model#prod") for tag in tags)
 
 
 def test_replay_from_run_cache_matches_every_hash(released):
-    _, sh, _ = released
+    _, sh, _, _ = released
     result = sh("python", "-m", "mlcore.ops.replay", "model@v0.1.0")
     assert "reproduced byte for byte" in result.stdout and " NO\n" not in result.stdout
 
 
 def test_replay_with_retrain_matches_every_hash(released):
-    _, sh, _ = released
+    _, sh, _, _ = released
     result = sh("python", "-m", "mlcore.ops.replay", "model@v0.1.0", "--retrain")
     assert "reproduced byte for byte" in result.stdout and " NO\n" not in result.stdout
 
 
 def test_restore_refuses_a_tag_whose_lock_does_not_match_its_code(released):
-    root, sh, _ = released
+    root, sh, _, _ = released
     evaluate = root / "mlcore/stages/evaluate.py"
     evaluate.write_text(evaluate.read_text() + "\n# a code change committed without re-running the pipeline\n")
     git(root, "commit", "-qam", "stale lock")
@@ -80,9 +87,10 @@ def test_restore_refuses_a_tag_whose_lock_does_not_match_its_code(released):
 
 
 def test_retrain_names_the_first_stage_that_diverged(released):
-    root, sh, _ = released
+    root, sh, _, _ = released
     # A commit whose params say one thing while its dvc.lock says another: retraining must catch it.
-    write_params(root, {**TINY_OVERRIDES, "train": {**TINY_OVERRIDES["train"], "learning_rate": 0.01}})
+    # (train.epochs: the trials train for their rung's epochs, so the search's outputs do not change)
+    write_params(root, {**TINY_OVERRIDES, "train": {**TINY_OVERRIDES["train"], "epochs": 2}})
     git(root, "commit", "-qam", "params changed without re-running the pipeline")
     git(root, "tag", "inconsistent")
     result = sh("python", "-m", "mlcore.ops.replay", "inconsistent", "--retrain", check=False)
@@ -90,3 +98,71 @@ def test_retrain_names_the_first_stage_that_diverged(released):
     assert "first divergence in stage 'train'" in result.stderr
     rows = {line.split()[1]: line.split()[-1] for line in result.stdout.splitlines()[1:]}
     assert rows["data/prepared"] == "yes" and rows["models/model.keras"] == "NO"
+
+
+def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
+    """`make serve REF=model@v0.1.0`: the released SavedModel, pulled from the remote into a fresh clone,
+    segments a test image exactly as the evaluate stage does (same mask, same pixel accuracy)."""
+    import numpy as np
+    import requests
+
+    from mlcore.calibration import apply_calibrator
+    from mlcore.data.tfrecords import load_split_arrays
+    from mlcore.model.serialize import load_model
+
+    root, _, _, fixture_env = released
+    port = free_port_block()
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **fixture_env}
+    server = subprocess.Popen(["python", "-m", "mlcore.ops.serve", "model@v0.1.0", "--port", str(port)], cwd=root,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v2"
+        deadline = time.monotonic() + 180
+        while not _ready(url):
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        metadata = requests.get(f"{url}/models/pet-segmenter", timeout=10).json()
+        assert metadata["versions"] == ["model@v0.1.0"]
+        assert metadata["parameters"]["git_commit"] == git(root, "rev-parse", "model@v0.1.0^{commit}").strip()
+        _, images, labels = load_split_arrays(root / "data/prepared", "test")
+        image = images[:1].astype(np.uint8)
+        body = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
+                            "data": image.ravel().tolist()}], "outputs": [{"name": "mask"}]}  # fmt: skip
+        (mask,) = requests.post(f"{url}/models/pet-segmenter/infer", json=body, timeout=60).json()["outputs"]
+    finally:
+        server.kill()
+        server.wait()
+    served = np.array(mask["data"]).reshape(mask["shape"])[0]
+    calibrator = json.loads((root / "models/calibrator.json").read_text())
+    probabilities = load_model(root / "models/model.keras").predict(images[:1], verbose=0)
+    evaluated = apply_calibrator(calibrator, np.asarray(probabilities)).argmax(axis=-1)[0]
+    assert np.array_equal(served, evaluated)
+    assert (served == labels[0]).mean() == (evaluated == labels[0]).mean()
+
+
+def _ready(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/health/ready", timeout=1).ok
+    except requests.ConnectionError:
+        return False
+
+
+def test_inference_service_of_a_release_tag_is_valid(released):
+    import kubernetes_validate
+    import yaml
+
+    root, sh, _, _ = released
+    service = yaml.safe_load(
+        sh("python", "-m", "workflows.serving", "model@v0.1.0", "--image-repo", "reg/mlcore").stdout
+    )
+    commit = git(root, "rev-parse", "model@v0.1.0^{commit}").strip()
+    lock = yaml.safe_load(git(root, "show", "model@v0.1.0:dvc.lock"))["stages"]
+    release_md5 = lock["release"]["outs"][0]["md5"].removesuffix(".dir")
+    (predictor,) = service["spec"]["predictor"]["containers"]
+    assert predictor["image"] == f"reg/mlcore:{commit}"
+    assert {"name": "STORAGE_URI", "value": f"s3://mlcore/serving/pet-segmenter/{release_md5}"} in predictor["env"]
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
+                                  "spec": {"containers": [predictor]}}, "1.33", strict=True)  # fmt: skip

@@ -1,15 +1,20 @@
 """What one Argo task runs inside the project image, at the image's own commit.
 
-`python -m workflows.task stage NAME [--upstream JSON] [--retrain]`
+`python -m workflows.task stage NAME [--upstream ENTRIES] [--retrain true] [--publish KEY ...]`
   1. check the image holds the requested revision (the image is built at that commit);
   2. point DVC at the S3 remote from environment variables (credentials come from a Secret);
   3. write the upstream tasks' dvc.lock entries into the local dvc.lock and pull only the
      outputs this stage depends on;
   4. `dvc repro -s NAME --pull` (restores from the run-cache when it can; `--force` to retrain);
-  5. push its outputs and run-cache, and emit its own dvc.lock entry as an output parameter.
-`python -m workflows.task merge JSON` writes every entry into one dvc.lock, deterministically.
+  5. push its outputs and run-cache, and emit its own dvc.lock entry, the metrics named by
+     --publish and copies of its metrics and plot files, for Argo to show.
+`python -m workflows.task publish ENTRIES` merges every entry into one dvc.lock, deterministically,
+  writes the provenance record and, with --git-push, commits both and tags the model.
+`python -m workflows.task verify ENTRIES` compares every output with the revision's committed
+  dvc.lock and fails on the first divergence (the reproduce workflow).
 
-Parallel pods never share a dvc.lock: each edits its own clone's, and only entries travel.
+ENTRIES are dvc.lock entries, one compact JSON object per line. Parallel pods never share a dvc.lock:
+each edits its own clone's, and only entries travel.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +30,34 @@ from pathlib import Path
 import yaml
 
 from mlcore.ops.remote import write_remote
+from mlcore.stages.paths import BEST_PATH
 
 LOCK = Path("dvc.lock")
+PROVENANCE = Path("models/provenance.json")
+MODEL = "models/model.keras"
+RELEASE = "release"
 
 
 def outputs_dir() -> Path:
-    """Where output parameters are written: /tmp/outputs in a pod (the manifest reads it there)."""
+    """Where output parameters and artifacts are written: /tmp/outputs in a pod (the manifest reads it there)."""
     return Path(os.environ.get("MLCORE_OUTPUTS_DIR", "/tmp/outputs"))
+
+
+def emit(relative: str, text: str) -> None:
+    path = outputs_dir() / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def emit_report(path: str) -> None:
+    """A copy of a metrics or plot file, uploaded by Argo as an unarchived artifact the UI can show."""
+    target = outputs_dir() / "reports" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+
+
+def _run(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _dvc(*args: str) -> None:
@@ -38,7 +65,7 @@ def _dvc(*args: str) -> None:
 
 
 def check_revision(revision: str) -> None:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    head = _run("git", "rev-parse", "HEAD")
     wanted = subprocess.run(["git", "rev-parse", f"{revision}^{{commit}}"], capture_output=True, text=True)
     if wanted.returncode != 0 or wanted.stdout.strip() != head:
         sys.exit(f"error: this image holds commit {head}, not revision {revision!r}; build the image at that revision")
@@ -65,7 +92,43 @@ def write_entries(entries: dict[str, dict]) -> None:
     dump_yaml(LOCK, data)
 
 
-def run_stage(name: str, upstream: dict[str, dict], retrain: bool) -> None:
+def lookup(metrics: dict, key: str):
+    """'calibrated.per_class.pet.iou' in a nested metrics document."""
+    value = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
+def publish_metrics(files: list[str], keys: list[str]) -> None:
+    documents = [json.loads(Path(path).read_text()) for path in files]
+    for key in keys:
+        found = [lookup(doc, key) for doc in documents if _has(doc, key)]
+        if not found:
+            sys.exit(f"error: metric {key!r} (params.yaml cluster.published_metrics) is in none of {', '.join(files)}")
+        emit(f"metrics/{key}", json.dumps(found[0]))
+
+
+def _has(document: dict, key: str) -> bool:
+    try:
+        lookup(document, key)
+    except KeyError:
+        return False
+    return True
+
+
+def needed_data(deps: set[str], outputs: list[str]) -> set[str]:
+    """What to pull: an upstream output that is a dependency or lies inside one (rung1 depends on the folder
+    tuning/rung0), or the dependency itself when it lies inside an upstream output (data/prepared/manifest.json)."""
+    inside = {out for out in outputs for dep in deps if out == dep or out.startswith(f"{dep}/")}
+    return inside | {dep for dep in deps for out in outputs if dep.startswith(f"{out}/")}
+
+
+def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list[str]) -> None:
+    from mlcore.ops.dvc_state import stage_graph
+
     configure_remote()
     write_entries(upstream)
     from dvc.repo import Repo
@@ -73,15 +136,17 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool) -> None:
     with Repo(".") as repo:
         own_deps = {dep.def_path for s in repo.index.stages if s.addressing == name for dep in s.deps}
     upstream_outputs = [out["path"] for entry in upstream.values() for out in entry.get("outs", [])]
-    targets = [path for path in upstream_outputs if path in own_deps]
+    targets = sorted(needed_data(own_deps, upstream_outputs))
     if targets:
         _dvc("pull", *targets)
     _dvc("repro", "--single-item", "--pull", *(["--force"] if retrain else []), name)
     _dvc("push", "--run-cache", name)
-    entry = {name: read_lock()["stages"][name]}
-    outputs_dir().mkdir(parents=True, exist_ok=True)
     # DVC's own key order (cmd, deps, params, outs), so the merged lock is byte-identical to dvc repro's
-    (outputs_dir() / "lock-entry.json").write_text(json.dumps(entry))
+    emit("lock-entry.json", json.dumps({name: read_lock()["stages"][name]}))
+    node = next(node for node in stage_graph() if node.name == name)
+    publish_metrics(list(node.metrics), publish)
+    for path in node.reports:
+        emit_report(path)
 
 
 def parse_entries(text: str) -> dict[str, dict]:
@@ -100,23 +165,111 @@ def merge(entries: dict[str, dict]) -> None:
     write_entries({name: entries[name] for name in order})
 
 
+def git_push(remote: str, *refspecs: str) -> None:
+    """Push with the token from MLCORE_GIT_TOKEN (Secret mlcore-git), handed to git by a credential
+    helper that reads the variable: the token is never on a command line or in a file."""
+    helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
+    subprocess.run(["git", "-c", "credential.helper=", "-c", f"credential.helper={helper}", "push", remote, *refspecs],
+                   check=True)  # fmt: skip
+
+
+def upload(files: dict[str, Path], url: str) -> None:
+    """Copy files to s3://bucket/prefix/<name> as plain objects (what KServe's storage initializer reads)."""
+    import boto3
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=os.environ.get("MLCORE_S3_ENDPOINT") or None, region_name="us-east-1")
+    for name, path in sorted(files.items()):
+        client.upload_file(str(path), bucket, f"{prefix}/{name}")
+
+
+def publish_release(entries: dict[str, dict], model_name: str) -> str:
+    """The release folder (and the provenance record) at its content-addressed serving location, or ''
+    when the pipeline has no release output."""
+    from workflows.serving import storage_prefix
+
+    release = [o for e in entries.values() for o in e.get("outs", []) if o["path"] == RELEASE]
+    if not release:
+        return ""
+    _dvc("pull", RELEASE)
+    files = {p.relative_to(RELEASE).as_posix(): p for p in Path(RELEASE).rglob("*") if p.is_file()}
+    files = {name: path for name, path in files.items() if not name.endswith(".gitignore")}
+    url = storage_prefix(os.environ["MLCORE_S3_BUCKET"], model_name, release[0]["md5"])
+    upload({**files, "provenance.json": PROVENANCE}, url)
+    return url
+
+
+def publish(entries: dict[str, dict], push: bool, remote: str, branch: str, release: str, model_name: str) -> None:
+    if release and not push:
+        sys.exit(f"error: release {release!r} needs git-push true (the tag must reach the repository)")
+    configure_remote()
+    merge(entries)
+    _dvc("pull", str(BEST_PATH))  # the provenance record names the selected configuration
+    subprocess.run([sys.executable, "-m", "mlcore.stages.provenance"], check=True)
+    emit("model-md5", next(o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == MODEL))
+    emit("commit", _run("git", "rev-parse", "HEAD"))
+    emit("storage-uri", publish_release(entries, model_name))
+    for path in (str(LOCK), str(PROVENANCE)):
+        emit_report(path)
+    if not push:
+        return
+    if not remote:
+        sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
+    _run("git", "checkout", "-q", "-B", branch)
+    _run("git", "add", str(LOCK), str(PROVENANCE))
+    identity = ["-c", "user.name=mlcore workflow", "-c", "user.email=mlcore-workflow@users.noreply.local"]
+    _run("git", *identity, "commit", "-q", "-m", f"dvc.lock and provenance from workflow branch {branch}")
+    refspecs = [f"{branch}:refs/heads/{branch}"]
+    if release:
+        env = {**os.environ, "GIT_COMMITTER_NAME": "mlcore workflow", "GIT_AUTHOR_NAME": "mlcore workflow",
+               "GIT_COMMITTER_EMAIL": "mlcore-workflow@users.noreply.local",
+               "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local"}  # fmt: skip
+        subprocess.run([sys.executable, "-m", "mlcore.ops.release", release], check=True, env=env)
+        refspecs.append(f"refs/tags/model@{release}")
+    git_push(remote, *refspecs)
+    print(f"pushed {', '.join(refspecs)} to {remote}")
+
+
+def verify(entries: dict[str, dict], revision: str) -> None:
+    from mlcore.ops.dvc_state import Output, lock_outputs
+    from mlcore.ops.replay import compare, first_divergence, print_table
+
+    got = [Output(stage, out["path"], out["md5"]) for stage, entry in entries.items() for out in entry.get("outs", [])]
+    rows = compare(lock_outputs(LOCK), got)  # the clone is at the revision: dvc.lock is the committed one
+    print_table(rows)
+    if message := first_divergence(rows):
+        sys.exit(message)
+    print(f"all {len(rows)} outputs of {revision} reproduced byte for byte")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     stage = commands.add_parser("stage")
     stage.add_argument("name")
-    stage.add_argument("--revision", default="HEAD")
     stage.add_argument("--upstream", default="", help="upstream tasks' lock entries, one JSON per line")
     stage.add_argument("--retrain", default="false", choices=["true", "false"])
-    merged = commands.add_parser("merge")
-    merged.add_argument("--revision", default="HEAD")
-    merged.add_argument("entries", help="every task's lock entry, one JSON per line")
+    stage.add_argument("--publish", action="append", default=[], help="metric key to emit, e.g. calibrated.mean_iou")
+    published = commands.add_parser("publish")
+    published.add_argument("--git-push", default="false", choices=["true", "false"])
+    published.add_argument("--git-remote", default="")
+    published.add_argument("--branch", default="mlcore/runs/manual")
+    published.add_argument("--release", default="", help="tag the model as model@RELEASE (needs --git-push true)")
+    published.add_argument("--model-name", default="pet-segmenter", help="params.yaml release.model_name")
+    verified = commands.add_parser("verify")
+    for command in (stage, published, verified):
+        command.add_argument("--revision", default="HEAD")
+    for command in (published, verified):
+        command.add_argument("entries", help="every task's lock entry, one JSON per line")
     arguments = parser.parse_args()
     check_revision(arguments.revision)
     if arguments.command == "stage":
-        run_stage(arguments.name, parse_entries(arguments.upstream), arguments.retrain == "true")
+        run_stage(arguments.name, parse_entries(arguments.upstream), arguments.retrain == "true", arguments.publish)
+    elif arguments.command == "publish":
+        publish(parse_entries(arguments.entries), arguments.git_push == "true", arguments.git_remote,
+                arguments.branch, arguments.release, arguments.model_name)  # fmt: skip
     else:
-        merge(parse_entries(arguments.entries))
+        verify(parse_entries(arguments.entries), arguments.revision)
 
 
 if __name__ == "__main__":

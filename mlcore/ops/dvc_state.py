@@ -69,6 +69,14 @@ def default_remote(repo_root: Path = Path(".")) -> S3Remote:
 class StageNode:
     name: str  # DVC's address: "train", or "trials@3" for an item of a foreach/matrix stage
     upstream: tuple[str, ...]  # the stages whose outputs this one depends on, sorted
+    metrics: tuple[str, ...] = ()  # its metrics files
+    reports: tuple[str, ...] = ()  # its metrics and plot files (not directories), for a person to look at
+    pinned: bool = False  # dvc.yaml `meta: {pinned_input: true}`: its output is an input replays restore
+
+    @property
+    def base(self) -> str:
+        """The dvc.yaml stage this is (an item of): 'trials@3' -> 'trials'."""
+        return self.name.split("@")[0]
 
 
 def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
@@ -79,4 +87,19 @@ def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
     with Repo(str(repo_root)) as repo:
         graph = repo.index.graph  # an edge A -> B means stage A depends on stage B
         order = list(nx.lexicographical_topological_sort(graph.reverse(copy=True), key=lambda s: s.addressing))
-        return [StageNode(s.addressing, tuple(sorted(d.addressing for d in graph.successors(s)))) for s in order]
+        return [
+            StageNode(
+                s.addressing,
+                tuple(sorted(d.addressing for d in graph.successors(s))),
+                tuple(o.def_path for o in s.outs if o.metric),
+                tuple(o.def_path for o in s.outs if (o.metric or o.plot) and Path(o.def_path).suffix),
+                bool((s.meta or {}).get("pinned_input")),
+            )
+            for s in order
+        ]
+
+
+def recompute_from(stages: list[StageNode]) -> list[str]:
+    """The stages that, with everything downstream of them, are all stages but the pinned inputs."""
+    pinned = {node.name for node in stages if node.pinned}
+    return [node.name for node in stages if not node.pinned and set(node.upstream) <= pinned]

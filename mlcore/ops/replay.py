@@ -21,9 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlcore.ops.dvc_state import Output, lock_outputs, stage_graph
-
-DATA_STAGE = "fetch"
+from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
 
 
 class ReplayError(RuntimeError):
@@ -65,13 +63,20 @@ def print_table(rows: list[tuple[Output, str | None]]) -> None:
         print(f"{output.stage:<10} {output.path:<44} {output.md5:<36} {got or '-':<36} {mark}")
 
 
+def first_divergence(rows: list[tuple[Output, str | None]]) -> str | None:
+    diverged = [output for output, got in rows if got != output.md5]
+    if diverged:
+        return f"MISMATCH: first divergence in stage '{diverged[0].stage}' ({diverged[0].path})"
+    return None
+
+
 def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Output, str | None]]:
     clone = fresh_clone(repo, ref, workdir / "clone")
     expected = lock_outputs(clone / "dvc.lock")
     if retrain:
-        _dvc(clone, "pull", DATA_STAGE)  # the pinned data; everything after it is recomputed
-        after_data = [node.name for node in stage_graph(clone) if DATA_STAGE in node.upstream]
-        _dvc(clone, "repro", "--force", "--downstream", *after_data)
+        stages = stage_graph(clone)
+        _dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
+        _dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))  # everything else, recomputed
     else:
         _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
         recomputed = re.findall(r"Running stage '([^']+)'", _dvc(clone, "repro"))
@@ -100,9 +105,8 @@ def main() -> None:
         if not arguments.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(rows)
-    diverged = [output for output, got in rows if got != output.md5]
-    if diverged:
-        sys.exit(f"MISMATCH: first divergence in stage '{diverged[0].stage}' ({diverged[0].path})")
+    if message := first_divergence(rows):
+        sys.exit(message)
     print(f"all {len(rows)} outputs of {arguments.ref} reproduced byte for byte")
 
 

@@ -7,6 +7,10 @@ PREPARED_DIR = Path("data/prepared")
 MODEL_PATH = Path("models/model.keras")
 CALIBRATOR_PATH = Path("models/calibrator.json")
 PROVENANCE_PATH = Path("models/provenance.json")
+RELEASE_DIR = Path("release")
+TUNING_DIR = Path("tuning")
+PLAN_PATH = TUNING_DIR / "plan.json"
+BEST_PATH = TUNING_DIR / "best.json"
 TRAIN_LIVE_DIR = Path("dvclive/train")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
@@ -14,3 +18,11 @@ PLOTS_DIR = Path("plots")
 # carry wall-clock times, which would make dvc.lock differ on every run.
 CHECKPOINT_DIR = Path(".cache/checkpoints/train")
 TENSORBOARD_DIR = Path("logs/tensorboard/train")
+
+
+def rung_dir(rung: int) -> Path:
+    return TUNING_DIR / f"rung{rung}"
+
+
+def trial_result_path(rung: int, slot: int) -> Path:
+    return rung_dir(rung) / f"slot{slot}.json"

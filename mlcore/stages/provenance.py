@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlcore.io import write_json
+from mlcore.io import read_json, write_json
 from mlcore.params import Params
 from mlcore.provenance import DirtyTree, build_record
 from mlcore.runtime import pin_runtime, runtime_facts
 from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.paths import PROVENANCE_PATH
+from mlcore.stages.paths import BEST_PATH, PROVENANCE_PATH
 
 
 def provenance_stage(params: Params, allow_dirty: bool) -> None:
@@ -22,6 +22,7 @@ def provenance_stage(params: Params, allow_dirty: bool) -> None:
         record = build_record(params, Path("dvc.lock"), Path("uv.lock"), runtime_facts(params.runtime), allow_dirty)
     except DirtyTree as exc:
         raise StageError(str(exc)) from exc
+    record["tuning"] = read_json(BEST_PATH)  # the selected trial whose configuration trained the model
     write_json(PROVENANCE_PATH, record)
     model = record["stages"]["train"]["outs"]["models/model.keras"]
     print(f"{PROVENANCE_PATH}: model {model} from commit {record['source']['commit'][:12]}")

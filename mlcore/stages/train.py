@@ -8,7 +8,7 @@ from pathlib import Path
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.paths import CHECKPOINT_DIR, MODEL_PATH, PREPARED_DIR, TENSORBOARD_DIR, TRAIN_LIVE_DIR
+from mlcore.stages.paths import BEST_PATH, CHECKPOINT_DIR, MODEL_PATH, PREPARED_DIR, TENSORBOARD_DIR, TRAIN_LIVE_DIR
 
 
 def input_fingerprint(params: Params, prepared_dir: Path) -> str:
@@ -43,17 +43,23 @@ def train_settings(params: Params):
 
 
 def train_stage(params: Params) -> None:
+    """Train params.yaml's model with the configuration the search selected (tuning/best.json)."""
     pin_runtime(params.runtime, params.seed)
     from dvclive import Live
     from mlcore.io import read_json
+    from mlcore.tuning import apply
+
+    params = apply(params, read_json(BEST_PATH)["config"])
     from mlcore.model.serialize import save_model
     from mlcore.model.unet import EncoderWeightsUnavailable
+    from mlcore.storage.checkpoints import S3Mirror
     from mlcore.training import CheckpointStore, train
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
     build = model_builder(params, manifest["image_size"])
     settings = train_settings(params)
-    checkpoints = CheckpointStore(CHECKPOINT_DIR, input_fingerprint(params, PREPARED_DIR))
+    fingerprint = input_fingerprint(params, PREPARED_DIR)
+    checkpoints = CheckpointStore(CHECKPOINT_DIR, fingerprint, S3Mirror.from_environment(f"train/{fingerprint}"))
     try:
         model, history = train(
             build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints, TENSORBOARD_DIR

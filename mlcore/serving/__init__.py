@@ -1,0 +1,1 @@
+"""Serving a released model over the Open Inference Protocol (V2), as KServe, MLServer and Triton do."""

@@ -1,0 +1,76 @@
+"""release: the quality gate, then the export: SavedModel (calibration folded in), model.keras, the
+calibrator, a model card and release.json. On a failed gate it prints every metric against its
+threshold, exits non-zero and writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+
+from mlcore.params import Params
+from mlcore.runtime import pin_runtime
+from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.paths import BEST_PATH, CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PREPARED_DIR, RELEASE_DIR
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release_stage(params: Params) -> None:
+    from mlcore.gate import check_gate, format_table
+    from mlcore.io import read_json
+
+    evaluation = read_json(METRICS_DIR / "evaluate.json")
+    checks = check_gate(evaluation, params.release.gate)
+    print(format_table(checks))
+    if not all(check.passed for check in checks):
+        failed = ", ".join(c.metric for c in checks if not c.passed)
+        raise StageError(f"release gate failed ({failed}); nothing exported. Improve the model or change "
+                         "params.yaml release.gate deliberately")  # fmt: skip
+
+    pin_runtime(params.runtime, params.seed)
+    from mlcore.data.oxford import CLASS_NAMES
+    from mlcore.export import export_saved_model
+    from mlcore.io import atomic_dir, canonical_json
+    from mlcore.model.serialize import load_model
+    from mlcore.model_card import render
+
+    manifest = read_json(PREPARED_DIR / "manifest.json")
+    calibrator = read_json(CALIBRATOR_PATH)
+    release = {
+        "model_name": params.release.model_name,
+        "image_size": manifest["image_size"],
+        "class_names": list(CLASS_NAMES),
+        "model_sha256": _sha256(MODEL_PATH),
+        "calibrator_sha256": _sha256(CALIBRATOR_PATH),
+        "calibrator": calibrator,
+        "gate": [{"metric": c.metric, "bound": c.bound, "threshold": c.threshold, "value": c.value} for c in checks],
+        "metrics": evaluation["calibrated"],
+        "tuning": read_json(BEST_PATH),
+    }
+    with atomic_dir(RELEASE_DIR) as staging:
+        export_saved_model(load_model(MODEL_PATH), calibrator, manifest["image_size"], staging / "saved_model")
+        shutil.copyfile(MODEL_PATH, staging / "model.keras")
+        shutil.copyfile(CALIBRATOR_PATH, staging / "calibrator.json")
+        (staging / "release.json").write_text(canonical_json(release))
+        (staging / "MODEL_CARD.md").write_text(render(release, evaluation, manifest))
+    print(f"{RELEASE_DIR}: released {params.release.model_name} (model sha256 {release['model_sha256'][:12]})")
+
+
+def print_verdict() -> None:
+    """`python -m mlcore.stages.release --verdict`: the gate table of the current release (end of `make run`)."""
+    from mlcore.gate import Check, format_table
+    from mlcore.io import read_json
+
+    release = read_json(RELEASE_DIR / "release.json")
+    print(format_table([Check(**check) for check in release["gate"]]))
+    print(f"release gate: PASSED; {RELEASE_DIR}/ holds {release['model_name']} (`make serve` serves it)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--verdict"]:
+        print_verdict()
+    else:
+        run_stage(release_stage)

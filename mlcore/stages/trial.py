@@ -1,0 +1,60 @@
+"""trial: one short training of one planned configuration, scored on the validation split.
+
+`python -m mlcore.stages.trial --rung R --slot S`: rung 0 slot S trains trial S; a later rung's slot S
+trains the S-th best trial of the rung before, for this rung's epoch budget. The output is small:
+the configuration, the validation mean IoU and its curve per epoch (no weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from mlcore.params import Params
+from mlcore.runtime import pin_runtime
+from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.paths import PLAN_PATH, PREPARED_DIR, rung_dir, trial_result_path
+from mlcore.stages.train import model_builder, train_settings
+
+
+def read_rung(rung: int) -> list[dict]:
+    from mlcore.io import read_json
+
+    directory = rung_dir(rung)
+    if not directory.is_dir():
+        raise StageError(
+            f"{directory} is missing: dvc.yaml needs a stage 'rung{rung}' for params.yaml tune.rungs.{rung}"
+        )
+    return [read_json(path) for path in sorted(directory.glob("slot*.json"))]
+
+
+def trial_stage(params: Params, rung: int, slot: int) -> None:
+    if rung >= len(params.tune.rungs) or slot not in params.tune.rungs[rung].slots:
+        raise StageError(f"rung {rung} slot {slot} is not in params.yaml tune.rungs; fix dvc.yaml's matrix")
+    pin_runtime(params.runtime, params.seed)
+    from mlcore.io import read_json, write_json
+    from mlcore.training import train
+    from mlcore.tuning import apply, trial_for_slot
+
+    trial = trial_for_slot(rung, slot, read_rung(rung - 1) if rung else [])
+    config = read_json(PLAN_PATH)["trials"][trial]["config"]
+    epochs = params.tune.rungs[rung].epochs
+    tuned = apply(params, config, epochs)
+    manifest = read_json(PREPARED_DIR / "manifest.json")
+    print(f"rung {rung} slot {slot}: trial {trial}, {epochs} epoch(s), {config}", file=sys.stderr)
+    _, history = train(model_builder(tuned, manifest["image_size"]), PREPARED_DIR,
+                       manifest["splits"]["train"]["count"], train_settings(tuned), checkpoints=None)  # fmt: skip
+    curve = [None if math.isnan(r["val_mean_iou"]) else r["val_mean_iou"] for r in history]  # a diverged trial
+    write_json(trial_result_path(rung, slot), {
+        "trial": trial, "rung": rung, "slot": slot, "epochs": epochs, "config": config,
+        "val_mean_iou": curve[-1], "curve": curve,
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rung", type=int, required=True)
+    parser.add_argument("--slot", type=int, required=True)
+    arguments = parser.parse_args()
+    run_stage(lambda params: trial_stage(params, arguments.rung, arguments.slot))
