@@ -80,17 +80,18 @@ class StageNode:
 
 
 def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
-    """Every stage, upstream before downstream (ties broken by name), with its direct dependencies."""
-    import networkx as nx
+    """Every stage in the order `dvc repro` runs them (so entries merged in this order give dvc.lock's
+    own order), each with its direct dependencies."""
     from dvc.repo import Repo
+    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
     with Repo(str(repo_root)) as repo:
-        graph = repo.index.graph  # an edge A -> B means stage A depends on stage B
-        order = list(nx.lexicographical_topological_sort(graph.reverse(copy=True), key=lambda s: s.addressing))
+        graph = get_active_graph(repo.index.graph)  # an edge A -> B means stage A depends on stage B
+        order = plan_repro(graph, collect_stages(repo, [str(Path(repo.root_dir) / "dvc.yaml")]))
         return [
             StageNode(
-                s.addressing,
-                tuple(sorted(d.addressing for d in graph.successors(s))),
+                s.name,
+                tuple(sorted(d.name for d in graph.successors(s))),
                 tuple(o.def_path for o in s.outs if o.metric),
                 tuple(o.def_path for o in s.outs if (o.metric or o.plot) and Path(o.def_path).suffix),
                 bool((s.meta or {}).get("pinned_input")),

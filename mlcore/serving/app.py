@@ -99,10 +99,12 @@ def create_app(model: ReleasedModel, feedback: FeedbackStore | None = None, limi
 
         results = await run_in_threadpool(model.predict, decoded)
         images.inc(len(decoded))
-        response = {"model_name": model.name, "model_version": model.version,
-                    "outputs": encode_outputs(results, outputs),
-                    "parameters": {"git_commit": model.metadata()["parameters"]["git_commit"],
-                                   "model_sha256": model.release["model_sha256"]}}  # fmt: skip
+        response = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "outputs": encode_outputs(results, outputs),
+            "parameters": {"git_commit": model.commit, "model_sha256": model.release["model_sha256"]},
+        }
         if "id" in body:
             response["id"] = body["id"]
         return response

@@ -60,6 +60,7 @@ class ReleasedModel:
         self.release = json.loads((self.directory / "release.json").read_text())
         provenance = Path(provenance_path) if provenance_path else None
         self.provenance = json.loads(provenance.read_text()) if provenance and provenance.exists() else None
+        self.commit = (self.provenance or {}).get("source", {}).get("commit")
         self.name = self.release["model_name"]
         self.version = version
         self.image_size = int(self.release["image_size"])
@@ -68,7 +69,6 @@ class ReleasedModel:
 
     def metadata(self) -> dict:
         """The V2 model metadata, with the version and provenance tags the seed's deployment carried."""
-        commit = (self.provenance or {}).get("source", {}).get("commit")
         return {
             "name": self.name,
             "versions": [self.version],
@@ -83,7 +83,7 @@ class ReleasedModel:
             ],
             "parameters": {
                 "version": self.version,
-                "git_commit": commit,
+                "git_commit": self.commit,
                 "model_sha256": self.release["model_sha256"],
                 "calibrator_sha256": self.release["calibrator_sha256"],
                 "calibration": self.release["calibrator"]["method"],
