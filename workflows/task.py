@@ -175,12 +175,12 @@ def git_push(remote: str, *refspecs: str) -> None:
 
 def upload(files: dict[str, Path], url: str) -> None:
     """Copy files to s3://bucket/prefix/<name> as plain objects (what KServe's storage initializer reads)."""
-    import boto3
+    from mlcore.storage.s3 import S3Prefix
 
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    client = boto3.client("s3", endpoint_url=os.environ.get("MLCORE_S3_ENDPOINT") or None, region_name="us-east-1")
+    location = S3Prefix.parse(url, os.environ.get("MLCORE_S3_ENDPOINT") or None, "serving location")
+    client = location.client()
     for name, path in sorted(files.items()):
-        client.upload_file(str(path), bucket, f"{prefix}/{name}")
+        client.upload_file(str(path), location.bucket, location.key(name))
 
 
 def publish_release(entries: dict[str, dict], model_name: str) -> str:

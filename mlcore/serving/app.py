@@ -13,6 +13,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from mlcore.serving.feedback import FeedbackStore
 from mlcore.serving.model import BadInput, Limits, ReleasedModel
@@ -95,8 +96,6 @@ def create_app(model: ReleasedModel, feedback: FeedbackStore | None = None, limi
         body = await read_json(request)
         decoded = decode_images(body, limits)
         outputs = requested_outputs(body)
-        from starlette.concurrency import run_in_threadpool
-
         results = await run_in_threadpool(model.predict, decoded)
         images.inc(len(decoded))
         response = {

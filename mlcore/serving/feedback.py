@@ -12,27 +12,20 @@ import numpy as np
 from PIL import Image
 
 from mlcore.serving.model import BadInput, Limits, decode_image
+from mlcore.storage.s3 import S3Prefix
 
 TRIMAP_VALUES = {1, 2, 3}  # pet, background, border
 
 
 class FeedbackStore:
     def __init__(self, url: str, endpoint: str | None = None):
-        if not url.startswith("s3://"):
-            raise ValueError(f"feedback store {url!r}: expected s3://bucket/prefix")
-        self.bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        self.prefix = prefix.strip("/")
-        import boto3
-
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        self.location = S3Prefix.parse(url, endpoint, "feedback store")
+        self.client = self.location.client()
 
     @classmethod
     def from_environment(cls) -> FeedbackStore | None:
         url = os.environ.get("MLCORE_FEEDBACK_URL")
         return cls(url, os.environ.get("MLCORE_S3_ENDPOINT") or None) if url else None
-
-    def _key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
 
     def store(self, image_bytes: bytes, mask_bytes: bytes, metadata: dict, limits: Limits) -> str:
         """Validate and store one sample; returns its id (content-addressed: a resend overwrites itself)."""
@@ -52,9 +45,11 @@ class FeedbackStore:
         Image.fromarray(image).save(jpeg, format="JPEG", quality=95)
         png = io.BytesIO()
         Image.fromarray(trimap.astype(np.uint8)).save(png, format="PNG")
-        self.client.put_object(Bucket=self.bucket, Key=self._key("images", f"{sample}.jpg"), Body=jpeg.getvalue())
-        self.client.put_object(Bucket=self.bucket, Key=self._key("annotations", "trimaps", f"{sample}.png"),
-                               Body=png.getvalue())  # fmt: skip
-        self.client.put_object(Bucket=self.bucket, Key=self._key("metadata", f"{sample}.json"),
-                               Body=json.dumps(metadata, sort_keys=True).encode())  # fmt: skip
+        documents = {
+            ("images", f"{sample}.jpg"): jpeg.getvalue(),
+            ("annotations", "trimaps", f"{sample}.png"): png.getvalue(),
+            ("metadata", f"{sample}.json"): json.dumps(metadata, sort_keys=True).encode(),
+        }
+        for parts, body in documents.items():
+            self.client.put_object(Bucket=self.location.bucket, Key=self.location.key(*parts), Body=body)
         return sample

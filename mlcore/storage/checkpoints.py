@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlcore.storage.s3 import S3Prefix
+
 
 class S3Mirror:
     """The objects under s3://bucket/prefix/ mirror one local directory, file by file."""
 
     def __init__(self, url: str, endpoint: str | None = None):
-        if not url.startswith("s3://"):
-            raise ValueError(f"checkpoint mirror {url!r}: expected s3://bucket/prefix")
-        self.bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        self.prefix = prefix.strip("/")
-        self.url = url
-        self.endpoint = endpoint
+        self.location = S3Prefix.parse(url, endpoint, "checkpoint mirror")
+        self.url = self.location.url
+        self._client = self.location.client()
 
     @classmethod
     def from_environment(cls, run_id: str) -> S3Mirror | None:
@@ -30,30 +29,23 @@ class S3Mirror:
             return None
         return cls(f"{base.rstrip('/')}/{run_id}", os.environ.get("MLCORE_S3_ENDPOINT") or None)
 
-    def _client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
-
     def names(self) -> list[str]:
-        pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(""))
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=self.location.folder
+        )
         return sorted(item["Key"].rsplit("/", 1)[-1] for page in pages for item in page.get("Contents", []))
 
     def upload(self, path: Path) -> None:
-        self._client().upload_file(str(path), self.bucket, self._key(path.name))
+        self._client.upload_file(str(path), self.location.bucket, self.location.key(path.name))
 
     def download_all(self, directory: Path) -> list[str]:
         names = self.names()
         directory.mkdir(parents=True, exist_ok=True)
-        client = self._client()
         for name in names:
-            client.download_file(self.bucket, self._key(name), str(directory / name))
+            self._client.download_file(self.location.bucket, self.location.key(name), str(directory / name))
         return names
 
     def delete(self, names: list[str]) -> None:
         if names:
-            objects = [{"Key": self._key(name)} for name in names]
-            self._client().delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
+            objects = [{"Key": self.location.key(name)} for name in names]
+            self._client.delete_objects(Bucket=self.location.bucket, Delete={"Objects": objects})

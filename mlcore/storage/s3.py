@@ -1,0 +1,39 @@
+"""An S3 location as the project's tools use it: an s3://bucket/prefix URL, an optional endpoint (SeaweedFS,
+MinIO; none for AWS) and keys from the AWS_* environment variables, never from arguments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class S3Prefix:
+    bucket: str
+    prefix: str
+    endpoint: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, endpoint: str | None = None, purpose: str = "S3 location") -> S3Prefix:
+        if not url.startswith("s3://"):
+            raise ValueError(f"{purpose} {url!r}: expected s3://bucket/prefix")
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return cls(bucket, prefix.strip("/"), endpoint)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @property
+    def folder(self) -> str:
+        """The listing prefix of everything under this location."""
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def key(self, *parts: str) -> str:
+        return "/".join(part for part in (self.prefix, *parts) if part)
+
+    def client(self):
+        import boto3
+
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=region)
