@@ -193,7 +193,16 @@ class Resources(Strict):
 
     cpu: Quantity = "2"
     memory: Quantity = "4Gi"
+    ephemeral_storage: Quantity = "20Gi"  # the pod's workspace emptyDir: data, DVC cache, checkpoints
     gpu: Annotated[int, Field(ge=0, le=16)] = 0
+
+
+class ClusterS3(Strict):
+    """The S3 the workflows use by default (cluster-conf/base/artifact-repository.yaml must name the same)."""
+
+    endpoint: str = "http://mlcore-s3.mlcore.svc:8333"
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = "mlcore"
+    prefix: str = "dvcstore"
 
 
 class ClusterParams(Strict):
@@ -202,6 +211,7 @@ class ClusterParams(Strict):
     parallelism: Annotated[int, Field(ge=1, le=256)] = 4
     retries: Annotated[int, Field(ge=0, le=10)] = 3
     deadline_hours: Annotated[float, Field(gt=0, le=168)] = 6
+    s3: ClusterS3 = ClusterS3()
     resources: dict[str, Resources] = {"default": Resources()}
     published_metrics: dict[str, list[MetricKey]] = {}
 

@@ -4,10 +4,18 @@ clone (empty DVC cache), in dependency order, with Argo's parameter substitution
 This stands in for the Argo controller and kubelet, which cannot exist here. It implements only what
 our manifests use: DAG tasks with `depends: a && b`, container templates, input/output parameters,
 `{{workflow.*}}`, `{{inputs.parameters.*}}`, `{{tasks.*.outputs.parameters.*}}`, env values,
-secretKeyRef (optional ones too), output artifacts (copied into a local "artifact repository"),
-Prometheus gauge values, `when: a == b`, a retry (a pod killed while a condition holds is run again in a
-new pod), and resource templates, whose rendered manifest is recorded instead of applied: no Kubernetes
-API exists here, so that one step is a stand-in.
+secretKeyRef (optional ones too), output artifacts (copied into a local "artifact repository") and input
+artifacts `from` other tasks' outputs, Prometheus gauge values, `when: a == b`, and resource templates,
+whose rendered manifest is recorded instead of applied: no Kubernetes API exists here, so that one step
+is a stand-in (and its successCondition is not evaluated).
+
+Failures and retries follow Argo v4.1.2 (workflow/controller/operator.go): a main container that exits
+non-zero, OOM-killed or SIGKILLed (exit 137) included, makes the node Failed; a deleted pod makes it Error
+("pod deleted"). The node is retried only when the template's retryStrategy says so: its retryPolicy
+(Always: Failed and Error; OnFailure: Failed; OnError: Error) AND its `expression`, evaluated over
+lastRetry.{status,exitCode,message,duration}. Expressions are evaluated for the subset of expr-lang our
+manifests use (==, !=, in [...], matches "re", ||, &&, !); OnTransientError is not modelled.
+Not modelled either: synchronization (mutexes), parallelism, deadlines, pod GC and artifact GC.
 """
 
 from __future__ import annotations
@@ -27,9 +35,66 @@ import yaml
 
 from tests.helpers import VENV_BIN, git
 
+TASK_ARTIFACT = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.artifacts\.([a-z0-9-]+)\}\}")
 REFERENCE = re.compile(r"\{\{\s*([a-zA-Z0-9_.\-]+)\s*\}\}")
 POD_OUTPUTS = "/tmp/outputs/"
+POD_INPUTS = "/tmp/inputs/"
 WORKFLOW_NAME = "local-run"
+WORKFLOW_UID = "00000000-0000-4000-8000-000000000001"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something infrastructure does to a task's first pod once `when()` becomes true: "oom" (the kernel's
+    OOM killer SIGKILLs main: Failed, exit 137, reason OOMKilled) or "delete" (the pod is deleted: Error)."""
+
+    kind: str
+    when: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What Argo records of one attempt (wfv1.NodeStatus): phase, the main container's exit code, message."""
+
+    status: str  # Succeeded, Failed or Error
+    exit_code: str  # a string, "-1" when the main container did not terminate
+    message: str
+
+
+def classify(code: int, fault: str | None) -> NodeResult:
+    """How Argo's controller marks an attempt (operator.go: inferFailedReason, and the pod-deleted path)."""
+    if fault == "delete":
+        return NodeResult("Error", "-1", "pod deleted")
+    if code == 0:
+        return NodeResult("Succeeded", "0", "")
+    reason = "OOMKilled" if fault == "oom" else "Error"
+    return NodeResult("Failed", str(code), f"main: {reason} (exit code {code})")
+
+
+def evaluate_expression(expression: str, last: NodeResult) -> bool:
+    """expr-lang, for the operators our retry expressions use, over Argo's lastRetry variables."""
+    python = re.sub(r'(\S+) matches ("(?:[^"\\]|\\.)*")', r"_matches(\2, \1)", expression)
+    python = python.replace("||", " or ").replace("&&", " and ")
+    python = re.sub(r"!(?!=)", " not ", python)
+    scope = {
+        "lastRetry": type("LastRetry", (), {"status": last.status, "exitCode": last.exit_code,
+                                            "message": last.message, "duration": "1"}),
+        "_matches": lambda pattern, text: re.search(pattern, text) is not None,
+        "asInt": int,
+    }  # fmt: skip
+    return bool(eval(python, {"__builtins__": {}}, scope))  # our own generated expression, in a test
+
+
+def should_retry(template: dict, last: NodeResult, attempts: int) -> bool:
+    """Argo's processNodeRetries decision after attempt number `attempts` ended with `last`."""
+    strategy = template.get("retryStrategy")
+    if not strategy or last.status == "Succeeded" or attempts > int(strategy.get("limit", 0)):
+        return False
+    policy = strategy.get("retryPolicy") or ("Always" if "expression" in strategy else "OnFailure")
+    phases = {"Always": {"Failed", "Error"}, "OnFailure": {"Failed"}, "OnError": {"Error"}}[policy]
+    if last.status not in phases:
+        return False
+    return "expression" not in strategy or evaluate_expression(strategy["expression"], last)
 
 
 @dataclass
@@ -38,6 +103,7 @@ class TaskRun:
     clone: Path
     log: str = ""
     attempts: int = 1
+    results: list[NodeResult] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
     gauges: dict[str, str] = field(default_factory=dict)
@@ -67,24 +133,99 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return REFERENCE.sub(replace, text)
 
 
-def _pod_path(output_dir: Path, path: str) -> Path:
-    assert path.startswith(POD_OUTPUTS), f"{path}: tasks must write their outputs under {POD_OUTPUTS}"
-    return output_dir / path.removeprefix(POD_OUTPUTS)
+def _pod_path(local_dir: Path, path: str, pod_dir: str = POD_OUTPUTS) -> Path:
+    assert path.startswith(pod_dir), f"{path}: must lie under {pod_dir}"
+    return local_dir / path.removeprefix(pod_dir)
 
 
-def _run_pod(command: list[str], clone: Path, env: dict, kill_when: Callable[[], bool] | None) -> tuple[int, str]:
-    """Run one pod's command; when kill_when() becomes true, SIGKILL it as a node failure would."""
-    log = clone.parent / f"{clone.name}.log"
+class HostPods:
+    """Pods as processes on this machine. A pod's image is stood in for by a clone of the repository at the
+    revision (the image's /opt/mlcore) run with this checkout's virtual environment, and each volume the
+    container mounts is a folder: paths under a mount point, in the command's environment, are mapped there.
+    Nothing here enforces the pod's user, read-only root filesystem or network: ImagePods does."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+
+    def volume_dir(self, root: Path, volume: str) -> Path:
+        return root / "volumes" / volume
+
+    def run(self, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
+            fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
+        image = root / "image"
+        git(root.parent, "clone", "-q", str(self.repo), str(image))
+        git(image, "checkout", "-q", revision)
+        host_env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+                    "MLCORE_OUTPUTS_DIR": str(self.volume_dir(root, mounts["/tmp"]) / "outputs"),
+                    "MLCORE_INPUTS_DIR": str(self.volume_dir(root, mounts["/tmp"]) / "inputs")}  # fmt: skip
+        for name, value in env.items():
+            for mount_path, volume in mounts.items():
+                if value == mount_path or value.startswith(f"{mount_path}/"):
+                    value = str(self.volume_dir(root, volume)) + value.removeprefix(mount_path)
+            host_env[name] = value
+        process_group_kill = lambda process: os.killpg(process.pid, signal.SIGKILL)  # noqa: E731
+        return _supervise(command, image, host_env, root.with_suffix(".log"), fault, process_group_kill)
+
+
+class ImagePods(HostPods):
+    """Pods as containers of the project image (podman), with what the pod spec makes the kubelet enforce:
+    the image's own code at its commit, uid:gid 1000, a read-only root filesystem with only the pod's volumes
+    writable (host folders here, so a test can look inside afterwards), all capabilities dropped, no new
+    privileges, the runtime's default seccomp profile. The network is the host's, so the pod reaches the S3
+    server on 127.0.0.1; a cluster's network policy is not modelled. Images are `mlcore:<commit>`."""
+
+    def __init__(self, engine: str = "podman"):
+        self.engine = engine
+
+    def run(self, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
+            fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
+        name = f"mlcore-pod-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
+        env_file = root / "env"  # secrets go through a 0600 file, never the command line
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        volumes = []
+        for mount_path, volume in mounts.items():
+            folder = self.volume_dir(root, volume)
+            os.chown(folder, 1000, 1000)
+            volumes += ["--volume", f"{folder}:{mount_path}:rw"]
+        podman = [self.engine, "run", "--rm", "--name", name, "--network", "host", "--read-only",
+                  "--read-only-tmpfs=false", "--user", "1000:1000", "--cap-drop", "ALL",
+                  "--security-opt", "no-new-privileges", "--env-file", str(env_file), *volumes,
+                  "--workdir", "/opt/mlcore", f"mlcore:{revision}", *command]  # fmt: skip
+
+        def kill(process: subprocess.Popen) -> None:
+            subprocess.run([self.engine, "kill", "--signal", "KILL", name], capture_output=True)
+            process.wait()
+
+        return _supervise(podman, None, dict(os.environ), root.with_suffix(".log"), fault, kill)
+
+
+def _supervise(command: list[str], cwd: Path | None, env: dict, log: Path, fault: Fault | None,
+               kill: Callable[[subprocess.Popen], None]) -> tuple[NodeResult, str]:  # fmt: skip
+    """Run one pod's main process; when the fault's condition becomes true, SIGKILL it as the kernel or the
+    kubelet would, and classify the attempt as Argo does."""
     with log.open("w") as sink:
-        process = subprocess.Popen(command, cwd=clone, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
         while process.poll() is None:
-            if kill_when is not None and kill_when():
-                os.killpg(process.pid, signal.SIGKILL)
+            if fault is not None and fault.when():
+                kill(process)
                 process.wait()
-                return -9, log.read_text()
+                return classify(128 + signal.SIGKILL, fault.kind), log.read_text()
             time.sleep(0.05)
-    return process.returncode, log.read_text()
+    return classify(process.returncode, None), log.read_text()
+
+
+def _load_input_artifacts(template: dict, task: dict, input_dir: Path, runs: dict[str, TaskRun]) -> None:
+    """Place each input artifact where the template's path says (under the pod's inputs folder), from the
+    upstream task output that the DAG task's `from` names, as Argo's init container does."""
+    sources = {a["name"]: a["from"] for a in task.get("arguments", {}).get("artifacts", [])}
+    for artifact in template.get("inputs", {}).get("artifacts", []):
+        match = TASK_ARTIFACT.fullmatch(sources[artifact["name"]])
+        assert match, f"{artifact['name']}: only `from: {{{{tasks.X.outputs.artifacts.Y}}}}` is modelled"
+        target = _pod_path(input_dir, artifact["path"], POD_INPUTS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(runs[match.group(1)].artifacts[match.group(2)], target)
 
 
 def run_workflow(
@@ -93,22 +234,25 @@ def run_workflow(
     workdir: Path,
     parameters: dict[str, str],
     secrets: dict,
-    kill_first_attempt: dict[str, Callable[[], bool]] | None = None,
+    faults: dict[str, Fault] | None = None,
+    pods: HostPods | None = None,
 ) -> dict[str, TaskRun]:
-    """Run every task; `kill_first_attempt[task]` kills that task's first pod when it returns true, and the
-    task is retried in a fresh pod (clone), as Argo's retryStrategy does after an infrastructure failure."""
+    """Run every task; `faults[task]` strikes that task's first pod, which Argo then retries in a fresh
+    pod (clone) or not, as the template's retryStrategy decides."""
     spec = yaml.safe_load(manifest.read_text())["spec"]
     templates = {t["name"]: t for t in spec["templates"]}
     workflow = {p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])}
     workflow.update(parameters)
     values = {f"workflow.parameters.{k}": v for k, v in workflow.items()}
     values["workflow.name"] = WORKFLOW_NAME
+    values["workflow.uid"] = WORKFLOW_UID
     dag = templates[spec["entrypoint"]]["dag"]["tasks"]
     order = TopologicalSorter({t["name"]: task_dependencies(t) for t in dag}).static_order()
     tasks = {t["name"]: t for t in dag}
     workdir.mkdir(parents=True, exist_ok=True)
     artifact_repository = workdir / "artifact-repository"
     runs: dict[str, TaskRun] = {}
+    pods = pods or HostPods(repo)
     for name in order:
         task = tasks[name]
         template = templates[task["template"]]
@@ -127,7 +271,7 @@ def run_workflow(
             )
             continue
         container = template["container"]
-        env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+        env = {}
         for variable in container.get("env", []):
             if "value" in variable:
                 env[variable["name"]] = substitute(variable["value"], scope)
@@ -138,23 +282,28 @@ def run_workflow(
             else:
                 assert ref.get("optional"), f"task {name}: Secret {ref['name']}/{ref['key']} is missing"
         command = [substitute(part, scope) for part in container["command"] + container.get("args", [])]
-        kill_when = (kill_first_attempt or {}).get(name)
-        attempt = 0
+        fault = (faults or {}).get(name)
+        attempt, results = 0, []
+        mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+        assert "/tmp" in mounts, f"task {name}: the pod needs a writable /tmp (outputs, inputs)"
         while True:
             attempt += 1
-            clone = workdir / f"{name}.pod{attempt}"
-            git(workdir, "clone", "-q", str(repo), str(clone))
-            git(clone, "checkout", "-q", workflow["revision"])
-            output_dir = workdir / f"{name}.pod{attempt}.outputs"
-            pod_env = {**env, "HOME": str(workdir), "MLCORE_OUTPUTS_DIR": str(output_dir)}
+            root = workdir / f"{name}.pod{attempt}"
+            scratch = pods.volume_dir(root, mounts["/tmp"])
+            output_dir, input_dir = scratch / "outputs", scratch / "inputs"
+            for volume in set(mounts.values()):
+                pods.volume_dir(root, volume).mkdir(parents=True)
+            _load_input_artifacts(template, task, input_dir, runs)
             started = time.monotonic()
-            code, log = _run_pod(command, clone, pod_env, kill_when if attempt == 1 else None)
-            if code == -9 and attempt <= int(template.get("retryStrategy", {}).get("limit", 0)):
-                continue
-            if code != 0:
-                raise TaskFailed(name, log)
-            break
-        run = TaskRun(name, clone, log, attempt)
+            result, log = pods.run(command, env, mounts, root, workflow["revision"], fault if attempt == 1 else None)
+            results.append(result)
+            if result.status == "Succeeded":
+                break
+            if not should_retry(template, result, attempt):
+                raise TaskFailed(name, f"{result.status}: {result.message}\n{log}")
+        workspace = env.get("MLCORE_WORKSPACE", "")
+        clone = pods.volume_dir(root, mounts[workspace.rsplit("/", 1)[0]]) / workspace.rsplit("/", 1)[1]
+        run = TaskRun(name, clone, log, attempt, results)
         for output in template.get("outputs", {}).get("parameters", []):
             run.outputs[output["name"]] = _pod_path(output_dir, output["valueFrom"]["path"]).read_text()
             values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]

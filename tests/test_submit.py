@@ -1,7 +1,8 @@
 """`make submit`: the request that reaches Argo. No Kubernetes or Argo Server can run here, so both
 submission paths are checked against stand-ins for Argo only (said where they are used): a loopback
-HTTP server in place of the Argo Server API, and an `argo` executable in place of the CLI. The git
-resolution, Hera serialization and HTTP client are the real ones."""
+HTTP server in place of the Argo Server API, an `argo` executable in place of the CLI, and a `skopeo`
+executable in place of a registry lookup. The git resolution, Hera serialization and HTTP client are the
+real ones."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ import yaml
 from tests.helpers import VENV_BIN, copy_project, git, run
 
 TOKEN = "argo-token-never-printed-0123456789"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def stand_in(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def registry(tmp_path) -> Path:
+    """A `skopeo` that answers one digest for any image (stands in for a registry: none is reachable here)."""
+    stand_in(tmp_path / "bin", "skopeo", f'echo "$@" >> {tmp_path}/skopeo.argv\necho {DIGEST}')
+    return tmp_path / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +64,12 @@ class ArgoServerStandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged):
+def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, registry):
     project, commit = tagged
     server = ThreadingHTTPServer(("127.0.0.1", 0), ArgoServerStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ARGO_SERVER": f"http://127.0.0.1:{server.server_port}",
+        env = {"PATH": f"{registry}:{VENV_BIN}:/usr/bin:/bin", "ARGO_SERVER": f"http://127.0.0.1:{server.server_port}",
                "ARGO_TOKEN": TOKEN, "MLCORE_IMAGE_REPO": "registry.example/mlcore"}  # fmt: skip
         result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "-p", "s3-bucket=pets", env=env)
     finally:
@@ -65,8 +81,8 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged):
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "mlcore-pipeline"}
     parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters == {
-        "revision": "model@v1.2.0",
-        "image": f"registry.example/mlcore:{commit}",
+        "revision": commit,  # the commit, never a tag name the image's repository may lack
+        "image": f"registry.example/mlcore@{DIGEST}",  # by digest: a tag can be moved
         "retrain": "false",
         "s3-bucket": "pets",
     }
@@ -78,23 +94,74 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged):
     assert TOKEN not in result.stdout + result.stderr
 
 
-def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, tmp_path):
+def _argo_cli(bin_dir: Path, tmp_path: Path) -> dict:
+    # stands in for the argo CLI (a mock: no cluster to submit to)
+    stand_in(bin_dir, "argo", f'echo "$@" > {tmp_path}/argv\ncp "$6" {tmp_path}/submitted.yaml\n'
+                              'echo workflow.argoproj.io/mlcore-reproduce-abcde')  # fmt: skip
+    return {"PATH": f"{bin_dir}:{VENV_BIN}:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path))}
+
+
+def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry, tmp_path):
     project, commit = tagged
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake_argo = bin_dir / "argo"  # stands in for the argo CLI (a mock: no cluster to submit to)
-    fake_argo.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\ncp "$6" {tmp_path}/submitted.yaml\n'
-                         'echo workflow.argoproj.io/mlcore-reproduce-abcde\n')  # fmt: skip
-    fake_argo.chmod(fake_argo.stat().st_mode | stat.S_IEXEC)
-    env = {"PATH": f"{bin_dir}:{VENV_BIN}:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path))}
-    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce", env=env)
+    env = _argo_cli(registry, tmp_path)
+    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce",
+                 "-p", "git-remote=https://git.example/mlcore.git", env=env)  # fmt: skip
     assert (tmp_path / "argv").read_text().split()[:5] == ["submit", "-n", "mlcore", "-o", "name"]
     workflow = yaml.safe_load((tmp_path / "submitted.yaml").read_text())
     assert workflow["spec"]["workflowTemplateRef"]["name"] == "mlcore-reproduce"
-    assert {p["name"] for p in workflow["spec"]["arguments"]["parameters"]} == {"revision", "image"}
+    parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert parameters == {
+        "revision": commit,
+        "tag": "model@v1.2.0",
+        "image": f"ghcr.io/example/mlcore@{DIGEST}",
+        "git-remote": "https://git.example/mlcore.git",
+    }
     assert "submitted workflow.argoproj.io/mlcore-reproduce-abcde" in result.stdout
 
-    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce", env=env, check=False)
+    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce", "-p", "git-remote=x",
+                  env=env, check=False)  # fmt: skip
     assert refused.returncode != 0 and "is not a tag" in refused.stderr
     unknown = run(project, "python", "-m", "workflows.submit", "model@v9.9.9", env=env, check=False)
     assert unknown.returncode != 0 and "model@v9.9.9" in unknown.stderr
+
+
+def test_a_tag_the_pipeline_published_replays_with_the_image_of_its_runs_commit(tagged, registry, tmp_path):
+    """publish commits dvc.lock and provenance on top of the run's commit C and tags that commit C';
+    no image exists for C', so the replay must run C's image, and fails loudly if C' changed code."""
+    project, commit = tagged
+    workspace = tmp_path / "published"
+    git(tmp_path, "clone", "-q", str(project), str(workspace))
+    provenance = workspace / "models" / "provenance.json"
+    provenance.parent.mkdir(exist_ok=True)
+    provenance.write_text(json.dumps({"source": {"commit": commit}}))
+    git(workspace, "add", "-f", "models/provenance.json")
+    git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dvc.lock and provenance")
+    git(workspace, "tag", "model@v2.0.0")
+    env = _argo_cli(registry, tmp_path)
+    run(workspace, "python", "-m", "workflows.submit", "model@v2.0.0", "--reproduce", env=env)
+    parameters = {
+        p["name"]: p["value"]
+        for p in yaml.safe_load((tmp_path / "submitted.yaml").read_text())["spec"]["arguments"]["parameters"]
+    }
+    assert parameters["revision"] == commit and parameters["tag"] == "model@v2.0.0"
+    assert parameters["git-remote"] == str(project)  # the clone's origin
+    assert f"docker://ghcr.io/example/mlcore:{commit}" in (tmp_path / "skopeo.argv").read_text()
+
+    (workspace / "README.md").write_text("changed code\n")
+    git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "code change")
+    git(workspace, "tag", "model@v2.0.1")
+    run(workspace, "python", "-m", "workflows.submit", "model@v2.0.1", "--reproduce", env=env)
+    parameters = {
+        p["name"]: p["value"]
+        for p in yaml.safe_load((tmp_path / "submitted.yaml").read_text())["spec"]["arguments"]["parameters"]
+    }
+    assert parameters["revision"] == git(workspace, "rev-parse", "HEAD").strip()  # its own commit's image
+
+
+def test_an_image_that_cannot_be_pinned_by_digest_is_refused(tagged, tmp_path):
+    project, _ = tagged
+    env = _argo_cli(tmp_path / "bin", tmp_path)  # no skopeo, no crane on PATH
+    refused = run(project, "python", "-m", "workflows.submit", "HEAD", env=env, check=False)
+    assert refused.returncode != 0 and "by digest" in refused.stderr
+    pinned = run(project, "python", "-m", "workflows.submit", "HEAD", "--image", f"r.example/m@{DIGEST}", env=env)
+    assert "submitted" in pinned.stdout

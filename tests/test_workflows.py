@@ -14,7 +14,7 @@ import yaml
 from mlcore.ops.dvc_state import stage_graph
 from mlcore.params import load_params
 from mlcore.storage.seaweed import Credentials, LocalS3Server
-from tests.argo_local import run_workflow, task_dependencies
+from tests.argo_local import Fault, run_workflow, task_dependencies
 from tests.helpers import REPO_ROOT, TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
 from workflows.pipeline import ClusterConfigError, build_pipeline, generate, task_name
 
@@ -72,7 +72,9 @@ def test_pods_get_the_resources_and_limits_params_yaml_gives_their_stage():
             continue
         wanted = cluster.resources.get(template["name"], cluster.resources["default"])
         resources = template["container"]["resources"]
-        assert resources["requests"] == resources["limits"] == {"cpu": wanted.cpu, "memory": wanted.memory}
+        assert resources["requests"] == resources["limits"] == {
+            "cpu": wanted.cpu, "memory": wanted.memory, "ephemeral-storage": wanted.ephemeral_storage,
+        }  # fmt: skip
         assert template["retryStrategy"]["limit"] == cluster.retries
 
 
@@ -125,7 +127,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
             project / "argo" / "pipeline.yaml", origin, tmp_path / "pods",
             {"revision": revision, "image": "local", "s3-endpoint": server.endpoint,
              "git-push": "true", "git-remote": str(origin), "release": "v0.1.0", "deploy": "true"},
-            secrets, kill_first_attempt={"train": checkpoint_uploaded(server, credentials)},
+            secrets, faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
         )  # fmt: skip
         client = server.client(credentials)
         leftover_checkpoints = client.list_objects_v2(Bucket="mlcore", Prefix="checkpoints/")
@@ -133,10 +135,21 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
         listing = client.list_objects_v2(Bucket="mlcore", Prefix=storage_uri.removeprefix("s3://mlcore/") + "/")
         served_files = {item["Key"].removeprefix(storage_uri.removeprefix("s3://mlcore/") + "/")
                         for item in listing.get("Contents", [])}  # fmt: skip
+
+        def store() -> set[str]:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket="mlcore", Prefix="dvcstore/")
+            return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+        store_before_replay = store()
+        # the tag's commit (dvc.lock and provenance on top of `revision`) has no image: replay it with the image
+        # of the commit its code is, as `make submit REF=model@v0.1.0 REPRODUCE=1` does
         reproduced = run_workflow(
             project / "argo" / "reproduce.yaml", origin, tmp_path / "replay-pods",
-            {"revision": "model@v0.1.0", "image": "local", "s3-endpoint": server.endpoint}, secrets,
+            {"revision": revision, "tag": "model@v0.1.0", "git-remote": str(origin), "image": "local",
+             "s3-endpoint": server.endpoint}, secrets,
         )  # fmt: skip
+        replay_objects = client.list_objects_v2(Bucket="mlcore", Prefix="replays/local-run/").get("KeyCount", 0)
+        store_after_replay = store()
     finally:
         server.stop()
 
@@ -163,6 +176,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
 
     train = runs["train"]
     assert train.attempts == 2, "the training pod was not interrupted"
+    assert train.results[0].status == "Failed" and train.results[0].exit_code == "137"  # as Argo records OOM
     assert "fetching checkpoints from s3://mlcore/checkpoints/train/" in train.log
     assert "resuming from the checkpoint of epoch" in train.log
     assert "Contents" not in leftover_checkpoints, "a finished training must delete its S3 checkpoints"
@@ -180,6 +194,8 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     assert "reproduced byte for byte" in reproduced["verify"].log
     assert all(reproduced[task_name(stage)].log for stage in ("prepare", "train", "evaluate"))
     assert "Running stage 'train'" in reproduced["train"].log  # recomputed, not restored
+    assert replay_objects > 0, "a replay writes its recomputed outputs under replays/<workflow>"
+    assert store_after_replay == store_before_replay, "a replay must not write into the production store"
 
     lock = yaml.safe_load(local_lock)["stages"]
     produced = {out["path"]: out["md5"] for entry in lock.values() for out in entry.get("outs", [])}

@@ -7,8 +7,24 @@ size, encoded images of any size, feedback, metrics), and it speaks the same Ope
 
 from __future__ import annotations
 
-SERVING_ACCOUNT = "mlcore-serving"  # carries the mlcore-s3 Secret for KServe's storage initializer
+from workflows import pods
+
+SERVING_ACCOUNT = "mlcore-serving"  # no API access; carries SERVING_SECRET for KServe's storage initializer
+SERVING_SECRET = "mlcore-serving-s3"  # keys that may only read serving/ and write feedback/ (not the pipeline's)
+DEPLOYER_ACCOUNT = "mlcore-deployer"  # the deploy task's: the only one allowed to touch InferenceServices
+# A ClusterStorageContainer (cluster-conf/kserve/) whose storage initializer passes the restricted profile.
+# KServe v0.20 gives its injected init container no securityContext of its own; it merges the selected
+# ClusterStorageContainer's container into it (pkg/webhook/admission/pod/storage_initializer_injector.go), and
+# the one that `kserve.yaml` installs as `default` has none.
+STORAGE_CONTAINER = "mlcore-restricted"
+KSERVE_VERSION = "v0.20.0"
 MODEL_MOUNT = "/mnt/models"
+PORT = 8080
+# The deploy task waits for KServe's verdict (pkg/apis/serving/v1beta1/inference_service_status.go: Loaded sets
+# UpToDate and activeModelState; a storage initializer or server that fails sets BlockedByFailedLoad)
+READY_CONDITION = "status.modelStatus.transitionStatus == UpToDate,status.modelStatus.states.activeModelState == Loaded"
+FAILED_CONDITION = "status.modelStatus.transitionStatus in (BlockedByFailedLoad,InvalidSpec)"
+DEPLOY_TIMEOUT = "15m"  # an image that cannot be pulled or a pod that is never admitted stays Pending, not failed
 
 
 def storage_prefix(bucket: str, model_name: str, release_md5: str) -> str:
@@ -16,14 +32,22 @@ def storage_prefix(bucket: str, model_name: str, release_md5: str) -> str:
     return f"s3://{bucket}/serving/{model_name}/{release_md5.removesuffix('.dir')}"
 
 
+def _probe(path: str, period: int, failures: int) -> dict:
+    """Health answers at once even under load (mlcore/serving runs model work off the event loop)."""
+    return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "timeoutSeconds": 5,
+            "failureThreshold": failures}  # fmt: skip
+
+
 def inference_service(name: str, namespace: str, image: str, storage_uri: str, version: str, commit: str,
                       feedback_url: str, s3_endpoint: str) -> dict:  # fmt: skip
     env = [
         {"name": "MLCORE_FEEDBACK_URL", "value": feedback_url},
         {"name": "MLCORE_S3_ENDPOINT", "value": s3_endpoint},
-        *({"name": key, "valueFrom": {"secretKeyRef": {"name": "mlcore-s3", "key": key}}}
+        {"name": "HOME", "value": "/tmp"},
+        *({"name": key, "valueFrom": {"secretKeyRef": {"name": SERVING_SECRET, "key": key}}}
           for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
     ]  # fmt: skip
+    security = pods.container_security_context().model_dump(by_alias=True, exclude_none=True)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -31,26 +55,30 @@ def inference_service(name: str, namespace: str, image: str, storage_uri: str, v
             "name": name,
             "namespace": namespace,
             "labels": {"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/commit": commit},
-            "annotations": {"mlcore.dev/revision": version, "serving.kserve.io/deploymentMode": "RawDeployment"},
+            "annotations": {"mlcore.dev/revision": version, "serving.kserve.io/deploymentMode": "Standard"},
         },
         "spec": {
             "predictor": {
                 "serviceAccountName": SERVING_ACCOUNT,
+                "storageContainerName": STORAGE_CONTAINER,
                 "minReplicas": 1,
+                "securityContext": pods.pod_security_context().model_dump(by_alias=True, exclude_none=True),
+                "automountServiceAccountToken": False,
                 "containers": [{
                     "name": "kserve-container",
                     "image": image,
                     "command": ["python", "-m", "mlcore.serving"],
                     "args": ["--release-dir", MODEL_MOUNT, "--provenance", f"{MODEL_MOUNT}/provenance.json",
-                             "--version", version, "--host", "0.0.0.0", "--port", "8080"],
+                             "--version", version, "--host", "0.0.0.0", "--port", str(PORT)],
                     "env": [{"name": "STORAGE_URI", "value": storage_uri}, *env],
-                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
-                    "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": 8080}},
+                    "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+                    "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
+                    "livenessProbe": {**_probe("/v2/health/live", period=10, failures=6), "initialDelaySeconds": 30},
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                                        "capabilities": {"drop": ["ALL"]}},
+                    "securityContext": security,
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 }],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             }
         },
     }  # fmt: skip

@@ -4,14 +4,18 @@
 
 The revision is resolved to its commit here, so the Workflow is labelled with the exact commit (and the
 tag, when REF is one) and runs the image built at that commit (`make image`, pushed as
-$MLCORE_IMAGE_REPO:<commit>). It goes through the `argo` CLI when it is on PATH (your kubeconfig), else
-through the Argo Server API with Hera's WorkflowsService (ARGO_SERVER, ARGO_TOKEN; the token is sent as
-a Bearer header and never printed).
+$MLCORE_IMAGE_REPO:<commit>), named by digest: a tag can be moved, a digest cannot (`skopeo` or `crane`
+resolves it; or pass --image REPO@sha256:...). To replay a tag, the image is the one of the commit whose
+code the tag holds: a tag made by the pipeline's publish task is a commit on top of the run's commit that
+changes only dvc.lock and the provenance record, and no image was built for it.
+It goes through the `argo` CLI when it is on PATH (your kubeconfig), else through the Argo Server API with
+Hera's WorkflowsService (ARGO_SERVER, ARGO_TOKEN; the token is sent as a Bearer header and never printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -24,6 +28,7 @@ from hera.workflows import Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
 from workflows.pipeline import NAMESPACE, PIPELINE, REPRODUCE
+from workflows.task import RECORD_FILES
 
 DEFAULT_IMAGE_REPO = "ghcr.io/example/mlcore"
 LABEL_PREFIX = "mlcore.dev"
@@ -47,6 +52,32 @@ def resolve(ref: str) -> tuple[str, str | None]:
     return commit, ref if tags else None
 
 
+def code_commit(commit: str) -> str:
+    """The commit whose image runs `commit`: the run's commit named in its provenance record when `commit`
+    changes nothing else on top of it, else `commit` itself."""
+    show = subprocess.run(["git", "show", f"{commit}:models/provenance.json"], capture_output=True, text=True)
+    if show.returncode != 0:
+        return commit
+    source = json.loads(show.stdout).get("source", {}).get("commit", "")
+    if not source or source == commit:
+        return commit
+    diff = subprocess.run(["git", "diff", "--name-only", source, commit], capture_output=True, text=True)
+    return source if diff.returncode == 0 and set(diff.stdout.split()) <= RECORD_FILES else commit
+
+
+def image_by_digest(image: str) -> str:
+    """`image` pinned by digest, resolved with skopeo or crane from the registry."""
+    if "@sha256:" in image:
+        return image
+    for command in (["skopeo", "inspect", "--format", "{{.Digest}}", f"docker://{image}"], ["crane", "digest", image]):
+        if shutil.which(command[0]):
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SubmitError(f"{command[0]} cannot resolve {image}: {result.stderr.strip()}; push the image first")
+            return f"{image.rsplit(':', 1)[0]}@{result.stdout.strip()}"
+    raise SubmitError(f"cannot pin {image} by digest: install skopeo or crane, or pass --image REPO@sha256:...")
+
+
 def label_value(text: str) -> str:
     """A Kubernetes label value (63 chars of [A-Za-z0-9._-], alphanumeric at both ends): model@v1.0 -> model-v1.0."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
@@ -66,13 +97,18 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 def build_workflow(
     ref: str, commit: str, tag: str | None, image: str, reproduce: bool, retrain: bool, extra: dict[str, str]
 ) -> Workflow:
+    """`commit` is the commit the image was built at; the Workflow runs exactly that (never a movable name)."""
     template = REPRODUCE if reproduce else PIPELINE
-    if reproduce and not tag:
-        raise SubmitError(f"{ref} is not a tag: reproduce replays a released model, e.g. REF=model@v1.0.0")
-    arguments = {"revision": tag or commit, "image": image}
-    if not reproduce:
+    arguments = {"revision": commit, "image": image}
+    if reproduce:
+        if not tag:
+            raise SubmitError(f"{ref} is not a tag: reproduce replays a released model, e.g. REF=model@v1.0.0")
+        arguments["tag"] = tag
+    else:
         arguments["retrain"] = str(retrain).lower()
     arguments.update(extra)
+    if reproduce and not arguments.get("git-remote"):
+        raise SubmitError("reproduce fetches the tag in its pods: pass -p git-remote=https://... (the repository URL)")
     labels = {f"{LABEL_PREFIX}/commit": commit, f"{LABEL_PREFIX}/template": template}
     if tag:
         labels[f"{LABEL_PREFIX}/tag"] = label_value(tag)
@@ -120,7 +156,10 @@ def main() -> None:
     parser.add_argument("ref", help="git tag, branch or commit, e.g. model@v1.0.0 or HEAD")
     parser.add_argument("--reproduce", action="store_true", help=f"run {REPRODUCE}: retrain a tag and verify it")
     parser.add_argument("--retrain", action="store_true", help="recompute every stage instead of restoring")
-    parser.add_argument("--image", help="image built at REF (default: $MLCORE_IMAGE_REPO:<commit>)")
+    parser.add_argument(
+        "--image",
+        help="image built at REF's code, by digest (default: $MLCORE_IMAGE_REPO:<commit>, resolved to its digest)",
+    )
     parser.add_argument(
         "-p",
         "--parameter",
@@ -133,9 +172,15 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the Workflow instead of submitting it")
     arguments = parser.parse_args()
     try:
-        commit, tag = resolve(arguments.ref)
-        image = arguments.image or f"{os.environ.get('MLCORE_IMAGE_REPO', DEFAULT_IMAGE_REPO)}:{commit}"
+        tagged_commit, tag = resolve(arguments.ref)
+        commit = code_commit(tagged_commit) if arguments.reproduce else tagged_commit
         extra = parse_parameters(arguments.parameter)
+        if arguments.reproduce and "git-remote" not in extra:
+            origin = subprocess.run(["git", "remote", "get-url", "origin"], capture_output=True, text=True)
+            if origin.returncode == 0:
+                extra["git-remote"] = origin.stdout.strip()
+        repository = os.environ.get("MLCORE_IMAGE_REPO", DEFAULT_IMAGE_REPO)
+        image = image_by_digest(arguments.image or f"{repository}:{commit}")
         workflow = build_workflow(arguments.ref, commit, tag, image, arguments.reproduce, arguments.retrain, extra)
         if arguments.dry_run:
             print(workflow.to_yaml())

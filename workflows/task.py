@@ -1,20 +1,27 @@
 """What one Argo task runs inside the project image, at the image's own commit.
 
-`python -m workflows.task stage NAME [--upstream ENTRIES] [--retrain true] [--publish KEY ...]`
-  1. check the image holds the requested revision (the image is built at that commit);
-  2. point DVC at the S3 remote from environment variables (credentials come from a Secret);
-  3. write the upstream tasks' dvc.lock entries into the local dvc.lock and pull only the
-     outputs this stage depends on;
-  4. `dvc repro -s NAME --pull` (restores from the run-cache when it can; `--force` to retrain);
-  5. push its outputs and run-cache, and emit its own dvc.lock entry, the metrics named by
-     --publish and copies of its metrics and plot files, for Argo to show.
-`python -m workflows.task publish ENTRIES` merges every entry into one dvc.lock, deterministically,
-  writes the provenance record and, with --git-push, commits both and tags the model.
-`python -m workflows.task verify ENTRIES` compares every output with the revision's committed
-  dvc.lock and fails on the first divergence (the reproduce workflow).
+Every command first makes its workspace: a clone of the image's repository (/opt/mlcore) in
+$MLCORE_WORKSPACE (an emptyDir; the image's root filesystem is read-only), checks that the image holds
+the requested revision, and, with `--checkout TAG --git-remote URL` (the reproduce workflow), fetches the
+tag and checks it out after checking that its code is the image's (only dvc.lock and the provenance
+record may differ, as for a tag that the pipeline's publish task made).
 
-ENTRIES are dvc.lock entries, one compact JSON object per line. Parallel pods never share a dvc.lock:
-each edits its own clone's, and only entries travel.
+`python -m workflows.task stage NAME [--retrain true] [--publish KEY ...] [--work-prefix P]`
+  1. point DVC at the S3 remote from environment variables (credentials come from a Secret);
+  2. write the upstream tasks' dvc.lock entries (input artifacts) into the local dvc.lock and pull
+     only the outputs this stage depends on;
+  3. `dvc repro -s NAME --pull` (restores from the run-cache when it can; `--force` to retrain);
+  4. push its outputs and run-cache, and emit its own dvc.lock entry, the metrics named by
+     --publish and copies of its metrics and plot files, for Argo to show.
+`python -m workflows.task publish` merges every entry into one dvc.lock, deterministically,
+  writes the provenance record and, with --git-push, commits both and tags the model.
+`python -m workflows.task verify` compares every output with the checked-out dvc.lock and fails on the
+  first divergence (the reproduce workflow).
+
+Entries arrive as files, one dvc.lock entry (JSON) per upstream stage in $MLCORE_INPUTS_DIR/entries/.
+Parallel pods never share a dvc.lock: each edits its own clone's, and only entries travel.
+With --work-prefix (the reproduce workflow) outputs go to that prefix of the bucket, not the production
+one; pinned inputs are still read from the production prefix.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from mlcore.ops.remote import write_remote
+from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
 from mlcore.stages.paths import BEST_PATH
 
 LOCK = Path("dvc.lock")
@@ -41,6 +48,19 @@ RELEASE = "release"
 def outputs_dir() -> Path:
     """Where output parameters and artifacts are written: /tmp/outputs in a pod (the manifest reads it there)."""
     return Path(os.environ.get("MLCORE_OUTPUTS_DIR", "/tmp/outputs"))
+
+
+def inputs_dir() -> Path:
+    """Where Argo places input artifacts: /tmp/inputs in a pod (workflows/pipeline.py INPUTS)."""
+    return Path(os.environ.get("MLCORE_INPUTS_DIR", "/tmp/inputs"))
+
+
+def read_entries() -> dict[str, dict]:
+    """The upstream lock entries, one JSON file per stage."""
+    entries: dict[str, dict] = {}
+    for path in sorted((inputs_dir() / "entries").glob("*.json")):
+        entries.update(json.loads(path.read_text()))
+    return entries
 
 
 def emit(relative: str, text: str) -> None:
@@ -64,6 +84,17 @@ def _dvc(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dvc", *args], check=True)
 
 
+def make_workspace() -> None:
+    """Work in a clone of the image's repository when MLCORE_WORKSPACE is set (in a pod: the root
+    filesystem is read-only); the clone has the same commit, so the same code runs."""
+    workspace = os.environ.get("MLCORE_WORKSPACE")
+    if not workspace:
+        return
+    if not Path(workspace, ".git").exists():
+        _run("git", "clone", "--quiet", "--no-hardlinks", os.getcwd(), workspace)
+    os.chdir(workspace)
+
+
 def check_revision(revision: str) -> None:
     head = _run("git", "rev-parse", "HEAD")
     wanted = subprocess.run(["git", "rev-parse", f"{revision}^{{commit}}"], capture_output=True, text=True)
@@ -71,10 +102,31 @@ def check_revision(revision: str) -> None:
         sys.exit(f"error: this image holds commit {head}, not revision {revision!r}; build the image at that revision")
 
 
-def configure_remote() -> None:
-    """The remote from MLCORE_S3_* variables; keys stay in AWS_* variables, never in a file."""
+# What a tag may change on top of the commit its image was built at: the pipeline's publish task commits these
+RECORD_FILES = {str(LOCK), str(PROVENANCE)}
+
+
+def checkout_tag(tag: str, remote: str) -> None:
+    """Fetch `tag` from `remote` and check it out, refusing a tag whose code is not the image's."""
+    if not remote:
+        sys.exit(f"error: --git-remote is empty; the tag {tag!r} is fetched from the repository that holds it")
+    _git_authenticated("fetch", "--quiet", "--no-tags", remote, f"refs/tags/{tag}:refs/tags/{tag}")
+    changed = set(_run("git", "diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
+    if changed - RECORD_FILES:
+        code = ", ".join(sorted(changed - RECORD_FILES))
+        sys.exit(f"error: tag {tag!r} changes code of the image's commit ({code}); "
+                 "submit it with the image built at the tag's own commit")  # fmt: skip
+    _run("git", "checkout", "--quiet", f"refs/tags/{tag}")
+
+
+def configure_remote(work_prefix: str = "") -> None:
+    """The remote from MLCORE_S3_* variables; keys stay in AWS_* variables, never in a file. With a work
+    prefix, outputs go there and the production prefix stays readable as remote `production`."""
     bucket, prefix = os.environ["MLCORE_S3_BUCKET"], os.environ.get("MLCORE_S3_PREFIX", "dvcstore")
-    write_remote(f"s3://{bucket}/{prefix}", os.environ.get("MLCORE_S3_ENDPOINT") or None)
+    endpoint = os.environ.get("MLCORE_S3_ENDPOINT") or None
+    if work_prefix:
+        write_remote(f"s3://{bucket}/{prefix}", endpoint, name=PRODUCTION_REMOTE, default=False)
+    write_remote(f"s3://{bucket}/{work_prefix or prefix}", endpoint)
 
 
 def read_lock() -> dict:
@@ -126,10 +178,10 @@ def needed_data(deps: set[str], outputs: list[str]) -> set[str]:
     return inside | {dep for dep in deps for out in outputs if dep.startswith(f"{out}/")}
 
 
-def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list[str]) -> None:
+def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list[str], work_prefix: str) -> None:
     from mlcore.ops.dvc_state import stage_graph
 
-    configure_remote()
+    configure_remote(work_prefix)
     write_entries(upstream)
     from dvc.repo import Repo
 
@@ -139,6 +191,8 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list
     targets = sorted(needed_data(own_deps, upstream_outputs))
     if targets:
         _dvc("pull", *targets)
+    if work_prefix and not retrain:  # a replay restores its pinned inputs from production, as the tag locks them
+        _dvc("pull", "--remote", PRODUCTION_REMOTE, name)
     _dvc("repro", "--single-item", "--pull", *(["--force"] if retrain else []), name)
     _dvc("push", "--run-cache", name)
     # DVC's own key order (cmd, deps, params, outs), so the merged lock is byte-identical to dvc repro's
@@ -149,15 +203,6 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list
         emit_report(path)
 
 
-def parse_entries(text: str) -> dict[str, dict]:
-    """Lock entries as tasks emit them: one compact JSON object per line."""
-    entries: dict[str, dict] = {}
-    for line in text.splitlines():
-        if line.strip():
-            entries.update(json.loads(line))
-    return entries
-
-
 def merge(entries: dict[str, dict]) -> None:
     from mlcore.ops.dvc_state import stage_graph
 
@@ -165,12 +210,11 @@ def merge(entries: dict[str, dict]) -> None:
     write_entries({name: entries[name] for name in order})
 
 
-def git_push(remote: str, *refspecs: str) -> None:
-    """Push with the token from MLCORE_GIT_TOKEN (Secret mlcore-git), handed to git by a credential
+def _git_authenticated(*args: str) -> None:
+    """git with the token from MLCORE_GIT_TOKEN (Secret mlcore-git), handed to git by a credential
     helper that reads the variable: the token is never on a command line or in a file."""
     helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
-    subprocess.run(["git", "-c", "credential.helper=", "-c", f"credential.helper={helper}", "push", remote, *refspecs],
-                   check=True)  # fmt: skip
+    subprocess.run(["git", "-c", "credential.helper=", "-c", f"credential.helper={helper}", *args], check=True)
 
 
 def upload(files: dict[str, Path], url: str) -> None:
@@ -226,7 +270,7 @@ def publish(entries: dict[str, dict], push: bool, remote: str, branch: str, rele
                "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local"}  # fmt: skip
         subprocess.run([sys.executable, "-m", "mlcore.ops.release", release], check=True, env=env)
         refspecs.append(f"refs/tags/model@{release}")
-    git_push(remote, *refspecs)
+    _git_authenticated("push", remote, *refspecs)
     print(f"pushed {', '.join(refspecs)} to {remote}")
 
 
@@ -235,7 +279,7 @@ def verify(entries: dict[str, dict], revision: str) -> None:
     from mlcore.ops.replay import compare, first_divergence, print_table
 
     got = [Output(stage, out["path"], out["md5"]) for stage, entry in entries.items() for out in entry.get("outs", [])]
-    rows = compare(lock_outputs(LOCK), got)  # the clone is at the revision: dvc.lock is the committed one
+    rows = compare(lock_outputs(LOCK), got)  # the workspace is at the revision (or tag): its committed dvc.lock
     print_table(rows)
     if message := first_divergence(rows):
         sys.exit(message)
@@ -247,9 +291,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     stage = commands.add_parser("stage")
     stage.add_argument("name")
-    stage.add_argument("--upstream", default="", help="upstream tasks' lock entries, one JSON per line")
     stage.add_argument("--retrain", default="false", choices=["true", "false"])
     stage.add_argument("--publish", action="append", default=[], help="metric key to emit, e.g. calibrated.mean_iou")
+    stage.add_argument("--work-prefix", default="", help="push outputs under this prefix of the bucket (replays)")
     published = commands.add_parser("publish")
     published.add_argument("--git-push", default="false", choices=["true", "false"])
     published.add_argument("--git-remote", default="")
@@ -258,18 +302,23 @@ def main() -> None:
     published.add_argument("--model-name", default="pet-segmenter", help="params.yaml release.model_name")
     verified = commands.add_parser("verify")
     for command in (stage, published, verified):
-        command.add_argument("--revision", default="HEAD")
-    for command in (published, verified):
-        command.add_argument("entries", help="every task's lock entry, one JSON per line")
+        command.add_argument("--revision", default="HEAD", help="the commit the image was built at")
+    for command in (stage, verified):
+        command.add_argument("--checkout", default="", help="work at this tag, fetched from --git-remote")
+        command.add_argument("--git-remote", default="")
     arguments = parser.parse_args()
+    make_workspace()
     check_revision(arguments.revision)
+    if getattr(arguments, "checkout", ""):
+        checkout_tag(arguments.checkout, arguments.git_remote)
     if arguments.command == "stage":
-        run_stage(arguments.name, parse_entries(arguments.upstream), arguments.retrain == "true", arguments.publish)
+        run_stage(arguments.name, read_entries(), arguments.retrain == "true", arguments.publish,
+                  arguments.work_prefix)  # fmt: skip
     elif arguments.command == "publish":
-        publish(parse_entries(arguments.entries), arguments.git_push == "true", arguments.git_remote,
+        publish(read_entries(), arguments.git_push == "true", arguments.git_remote,
                 arguments.branch, arguments.release, arguments.model_name)  # fmt: skip
     else:
-        verify(parse_entries(arguments.entries), arguments.revision)
+        verify(read_entries(), arguments.checkout or arguments.revision)
 
 
 if __name__ == "__main__":

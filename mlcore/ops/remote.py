@@ -14,6 +14,7 @@ import sys
 from mlcore.storage.seaweed import DEFAULT_PORT, Credentials, LocalS3Server, S3ServerError, port_is_open
 
 REMOTE_NAME = "storage"
+PRODUCTION_REMOTE = "production"  # a replay on the cluster reads pinned inputs here and writes elsewhere
 BUCKET = "mlcore"
 REMOTE_URL = f"s3://{BUCKET}/dvcstore"
 
@@ -28,18 +29,25 @@ def local_remote_config() -> dict[str, str]:
     return dict(_config().load_one("local").get("remote", {}).get(REMOTE_NAME, {}))
 
 
-def write_remote(url: str, endpoint: str | None, credentials: Credentials | None = None) -> None:
-    """Make `url` the default remote in .dvc/config.local, through DVC's config API rather than
-    `dvc remote modify`, so secrets never appear on a command line. Without credentials, boto reads
-    the AWS_* variables."""
+def write_remote(
+    url: str,
+    endpoint: str | None,
+    credentials: Credentials | None = None,
+    name: str = REMOTE_NAME,
+    default: bool = True,
+) -> None:
+    """Write remote `name` (the default one unless `default` is false) into .dvc/config.local, through DVC's
+    config API rather than `dvc remote modify`, so secrets never appear on a command line. Without
+    credentials, boto reads the AWS_* variables."""
     remote: dict = {"url": url, "verify": True}  # DVC re-hashes downloads: an altered object is refused
     if endpoint:
         remote["endpointurl"] = endpoint
     if credentials:
         remote.update(access_key_id=credentials.access_key, secret_access_key=credentials.secret_key)
     with _config().edit("local") as config:
-        config["core"]["remote"] = REMOTE_NAME
-        config["remote"][REMOTE_NAME] = remote
+        if default:
+            config["core"]["remote"] = name
+        config["remote"][name] = remote
 
 
 def local_server() -> LocalS3Server:

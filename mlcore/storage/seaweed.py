@@ -94,7 +94,9 @@ class LocalS3Server:
             return None
         return pid if _alive(pid) else None
 
-    def start(self, credentials: Credentials) -> None:
+    def start(self, credentials: Credentials, extra_identities: list[dict] = ()) -> None:
+        """Start the server with `credentials` as its administrator; `extra_identities` are further SeaweedFS
+        identities (e.g. keys limited to a prefix, as cluster-conf/demo-s3 gives the inference server)."""
         if self.pid() is not None:
             return
         if port_is_open(self.port):
@@ -111,7 +113,8 @@ class LocalS3Server:
                             "name": "mlcore",
                             "credentials": [{"accessKey": credentials.access_key, "secretKey": credentials.secret_key}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        *extra_identities,
                     ]
                 }
             )
