@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run serve inference-service repro metrics workflows submit image push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -69,10 +69,14 @@ submit: setup  ## make submit REF=HEAD [REPRODUCE=1] [RETRAIN=1] [PARAMS="s3-end
 	python -m workflows.submit $(REF) $(if $(REPRODUCE),--reproduce) $(if $(RETRAIN),--retrain) \
 		$(foreach p,$(PARAMS),-p $(p)) $(if $(DRY_RUN),--dry-run)
 
-image:  ## the project image at HEAD, from a fresh clone (needs a Docker engine; none runs on the dev machines)
-	context=$$(mktemp -d) && git clone -q . "$$context" && \
-	docker build -f "$$context/docker/Dockerfile" --build-arg REVISION=$$(git rev-parse HEAD) \
-		-t mlcore:$$(git rev-parse --short HEAD) -t mlcore:$$(git rev-parse HEAD) "$$context"; status=$$?; rm -rf "$$context"; exit $$status
+image:  ## the project image at HEAD from a fresh clone: mlcore:<short commit>, mlcore:<commit> [EXTRA_CA_CERTS=ca.pem] [BASE_IMAGE=...] [CONTAINER_ENGINE=docker|podman]
+	CONTAINER_ENGINE="$(CONTAINER_ENGINE)" BASE_IMAGE="$(BASE_IMAGE)" EXTRA_CA_CERTS="$(EXTRA_CA_CERTS)" docker/build.sh
+
+base-image:  ## the local base image from a Debian mirror (no registry needed; `make image` builds it when needed)
+	ENGINE="$(or $(CONTAINER_ENGINE),podman)" docker/local-base.sh
+
+podman-setup:  ## install podman, buildah, mmdebstrap, runc and their containers.conf (root; Debian/Ubuntu)
+	docker/podman-setup.sh
 
 bench: setup
 	python -m bench.input_pipeline
