@@ -50,7 +50,7 @@ reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
 metrics: setup
 	dvc metrics show
 
-test: setup
+test: setup image  ## the whole suite; the workflow test runs its pods in the project image (podman or docker)
 	pytest
 
 lint: setup

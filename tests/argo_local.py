@@ -1,5 +1,6 @@
-"""Execute a generated Argo DAG without Kubernetes: each task's own container command, in its own fresh
-clone (empty DVC cache), in dependency order, with Argo's parameter substitution and Secret env.
+"""Execute a generated Argo DAG without Kubernetes: each task's own container command, in a container of
+the project image built at the revision (empty volumes, empty DVC cache), in dependency order, with Argo's
+parameter substitution and Secret env.
 
 This stands in for the Argo controller and kubelet, which cannot exist here. It implements only what
 our manifests use: DAG tasks with `depends: a && b`, container templates, input/output parameters,
@@ -32,8 +33,6 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 
 import yaml
-
-from tests.helpers import VENV_BIN, git
 
 TASK_ARTIFACT = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.artifacts\.([a-z0-9-]+)\}\}")
 REFERENCE = re.compile(r"\{\{\s*([a-zA-Z0-9_.\-]+)\s*\}\}")
@@ -138,48 +137,23 @@ def _pod_path(local_dir: Path, path: str, pod_dir: str = POD_OUTPUTS) -> Path:
     return local_dir / path.removeprefix(pod_dir)
 
 
-class HostPods:
-    """Pods as processes on this machine. A pod's image is stood in for by a clone of the repository at the
-    revision (the image's /opt/mlcore) run with this checkout's virtual environment, and each volume the
-    container mounts is a folder: paths under a mount point, in the command's environment, are mapped there.
-    Nothing here enforces the pod's user, read-only root filesystem or network: ImagePods does."""
+class ImagePods:
+    """Pods as containers of the project image (podman), with what the pod spec makes the kubelet enforce:
+    the image's own code at its commit (`mlcore:<commit>`), uid:gid 1000, a read-only root filesystem with
+    only the pod's volumes writable (host folders here, so a test can look inside afterwards), all
+    capabilities dropped, no new privileges, the runtime's default seccomp profile. The network is the
+    host's, so a pod reaches the S3 and git servers on 127.0.0.1; a cluster's network policy is not modelled."""
 
-    def __init__(self, repo: Path):
-        self.repo = repo
+    def __init__(self):
+        self.engine = os.environ.get("CONTAINER_ENGINE") or "podman"
 
-    def volume_dir(self, root: Path, volume: str) -> Path:
+    @staticmethod
+    def volume_dir(root: Path, volume: str) -> Path:
         return root / "volumes" / volume
 
     def run(self, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
             fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
-        image = root / "image"
-        git(root.parent, "clone", "-q", str(self.repo), str(image))
-        git(image, "checkout", "-q", revision)
-        host_env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-                    "MLCORE_OUTPUTS_DIR": str(self.volume_dir(root, mounts["/tmp"]) / "outputs"),
-                    "MLCORE_INPUTS_DIR": str(self.volume_dir(root, mounts["/tmp"]) / "inputs")}  # fmt: skip
-        for name, value in env.items():
-            for mount_path, volume in mounts.items():
-                if value == mount_path or value.startswith(f"{mount_path}/"):
-                    value = str(self.volume_dir(root, volume)) + value.removeprefix(mount_path)
-            host_env[name] = value
-        process_group_kill = lambda process: os.killpg(process.pid, signal.SIGKILL)  # noqa: E731
-        return _supervise(command, image, host_env, root.with_suffix(".log"), fault, process_group_kill)
-
-
-class ImagePods(HostPods):
-    """Pods as containers of the project image (podman), with what the pod spec makes the kubelet enforce:
-    the image's own code at its commit, uid:gid 1000, a read-only root filesystem with only the pod's volumes
-    writable (host folders here, so a test can look inside afterwards), all capabilities dropped, no new
-    privileges, the runtime's default seccomp profile. The network is the host's, so the pod reaches the S3
-    server on 127.0.0.1; a cluster's network policy is not modelled. Images are `mlcore:<commit>`."""
-
-    def __init__(self, engine: str = "podman"):
-        self.engine = engine
-
-    def run(self, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
-            fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
-        name = f"mlcore-pod-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
+        name = f"mlcore-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
         env_file = root / "env"  # secrets go through a 0600 file, never the command line
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
@@ -188,25 +162,25 @@ class ImagePods(HostPods):
             folder = self.volume_dir(root, volume)
             os.chown(folder, 1000, 1000)
             volumes += ["--volume", f"{folder}:{mount_path}:rw"]
-        podman = [self.engine, "run", "--rm", "--name", name, "--network", "host", "--read-only",
-                  "--read-only-tmpfs=false", "--user", "1000:1000", "--cap-drop", "ALL",
+        # podman's --read-only alone would still mount a writable /tmp, /var/tmp and /run; Kubernetes does not
+        read_only = ["--read-only", *(["--read-only-tmpfs=false"] if self.engine == "podman" else [])]
+        podman = [self.engine, "run", "--rm", "--name", name, "--network", "host", *read_only,
+                  "--user", "1000:1000", "--cap-drop", "ALL",
                   "--security-opt", "no-new-privileges", "--env-file", str(env_file), *volumes,
                   "--workdir", "/opt/mlcore", f"mlcore:{revision}", *command]  # fmt: skip
 
         def kill(process: subprocess.Popen) -> None:
             subprocess.run([self.engine, "kill", "--signal", "KILL", name], capture_output=True)
-            process.wait()
 
-        return _supervise(podman, None, dict(os.environ), root.with_suffix(".log"), fault, kill)
+        return _supervise(podman, root.with_suffix(".log"), fault, kill)
 
 
-def _supervise(command: list[str], cwd: Path | None, env: dict, log: Path, fault: Fault | None,
+def _supervise(command: list[str], log: Path, fault: Fault | None,
                kill: Callable[[subprocess.Popen], None]) -> tuple[NodeResult, str]:  # fmt: skip
     """Run one pod's main process; when the fault's condition becomes true, SIGKILL it as the kernel or the
     kubelet would, and classify the attempt as Argo does."""
     with log.open("w") as sink:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         while process.poll() is None:
             if fault is not None and fault.when():
                 kill(process)
@@ -230,15 +204,13 @@ def _load_input_artifacts(template: dict, task: dict, input_dir: Path, runs: dic
 
 def run_workflow(
     manifest: Path,
-    repo: Path,
     workdir: Path,
     parameters: dict[str, str],
     secrets: dict,
     faults: dict[str, Fault] | None = None,
-    pods: HostPods | None = None,
 ) -> dict[str, TaskRun]:
-    """Run every task; `faults[task]` strikes that task's first pod, which Argo then retries in a fresh
-    pod (clone) or not, as the template's retryStrategy decides."""
+    """Run every task in the image `mlcore:<revision>`; `faults[task]` strikes that task's first pod, which
+    Argo then retries in a fresh pod or not, as the template's retryStrategy decides."""
     spec = yaml.safe_load(manifest.read_text())["spec"]
     templates = {t["name"]: t for t in spec["templates"]}
     workflow = {p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])}
@@ -252,7 +224,7 @@ def run_workflow(
     workdir.mkdir(parents=True, exist_ok=True)
     artifact_repository = workdir / "artifact-repository"
     runs: dict[str, TaskRun] = {}
-    pods = pods or HostPods(repo)
+    pods = ImagePods()
     for name in order:
         task = tasks[name]
         template = templates[task["template"]]

@@ -7,11 +7,14 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+
+from mlcore.storage.seaweed import port_is_open
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -163,3 +166,35 @@ def free_port_block(width: int = 7) -> int:
             for sock in sockets:
                 sock.close()
     raise RuntimeError("no free block of ports on 127.0.0.1")
+
+
+def build_image(project: Path) -> str:
+    """`make image` in `project`: the project image at its HEAD (docker/build.sh: podman here), tagged
+    mlcore:<commit>. Only the code layer is new when the locked environment was built before (one build per
+    test run: .ci/run builds HEAD's image first); EXTRA_CA_CERTS passes through for its downloads."""
+    result = subprocess.run(["bash", "docker/build.sh"], cwd=project, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"the project image did not build (`make podman-setup` installs podman):\n{result.stdout}\n{result.stderr}"
+        )
+    return f"mlcore:{git(project, 'rev-parse', 'HEAD').strip()}"
+
+
+@contextmanager
+def git_daemon(base: Path):
+    """A git server on loopback (git://127.0.0.1:PORT/<repo>) that accepts pushes, for pods in containers."""
+    port = free_port_block(1)
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", f"--base-path={base}",
+         "--listen=127.0.0.1", f"--port={port}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not port_is_open(port):
+            assert daemon.poll() is None and time.monotonic() < deadline, "git daemon did not start"
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        daemon.kill()
+        daemon.wait()

@@ -146,3 +146,18 @@ def test_an_on_error_policy_would_not_retry_an_oom_killed_training():
     train["retryStrategy"] = {"limit": 3, "retryPolicy": "OnError"}
     assert not should_retry(train, OOM, 1)
     assert should_retry(train, DELETED, 1)
+
+
+def test_deploy_waits_for_kserves_verdict_under_its_own_account():
+    """Without conditions a resource template succeeds as soon as the API server accepts the object, whether
+    or not the model ever loads; only this template's pod may touch InferenceServices."""
+    templates = _templates(MANIFESTS[0])
+    deploy = templates["deploy"]
+    assert deploy["resource"]["successCondition"] == (
+        "status.modelStatus.transitionStatus == UpToDate,status.modelStatus.states.activeModelState == Loaded"
+    )
+    assert "BlockedByFailedLoad" in deploy["resource"]["failureCondition"]
+    assert deploy["timeout"] and deploy["serviceAccountName"] == "mlcore-deployer"
+    assert all("serviceAccountName" not in t for name, t in templates.items() if name != "deploy")
+    service = yaml.safe_load(deploy["resource"]["manifest"])
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"

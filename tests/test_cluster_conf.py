@@ -188,3 +188,20 @@ def test_demo_s3_serving_keys_read_releases_write_feedback_and_nothing_else(tmp_
                 forbidden()
     finally:
         server.stop()
+
+
+# Keys of Argo v4.1.2's controller Config (config/config.go): the controller parses its ConfigMap strictly and
+# exits on an unknown key, at any depth.
+CONTROLLER_KEYS = {"executor", "workflowRestrictions", "failedPodRestart", "artifactRepository", "metricsConfig",
+                   "workflowDefaults", "parallelism", "namespaceParallelism", "podGCGracePeriodSeconds"}  # fmt: skip
+
+
+def test_controller_configuration_parses_as_argo_parses_it():
+    data = yaml.safe_load(CONTROLLER_CONFIG.read_text())["data"]
+    assert set(data) <= CONTROLLER_KEYS
+    executor = yaml.safe_load(data["executor"])  # a corev1.Container: validated as one, strictly
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "executor"},
+           "spec": {"containers": [{"name": "wait", **executor}]}}  # fmt: skip
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert set(yaml.safe_load(data["workflowRestrictions"])) == {"templateReferencing"}
+    assert set(yaml.safe_load(data["failedPodRestart"])) <= {"enabled", "maxRestarts"}

@@ -14,8 +14,18 @@ import yaml
 from mlcore.ops.dvc_state import stage_graph
 from mlcore.params import load_params
 from mlcore.storage.seaweed import Credentials, LocalS3Server
-from tests.argo_local import Fault, run_workflow, task_dependencies
-from tests.helpers import REPO_ROOT, TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
+from tests.argo_local import WORKFLOW_UID, Fault, run_workflow, task_dependencies
+from tests.helpers import (
+    REPO_ROOT,
+    TINY_OVERRIDES,
+    build_image,
+    copy_project,
+    free_port_block,
+    git,
+    git_daemon,
+    run,
+    write_params,
+)
 from workflows.pipeline import ClusterConfigError, build_pipeline, generate, task_name
 
 MANIFEST = REPO_ROOT / "argo" / "pipeline.yaml"
@@ -102,9 +112,11 @@ def checkpoint_uploaded(server: LocalS3Server, credentials: Credentials) -> Call
 
 
 def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
-    """The pipeline DAG, task by task in fresh clones against real S3 (its training pod killed after the first
-    checkpoint and retried), merges to the local dvc.repro lock byte for byte, shows its reports and metrics,
-    pushes lock and tag to git; the reproduce DAG then retrains that tag and verifies every hash."""
+    """The pipeline DAG, task by task in containers of the project image as the pods would run (uid 1000,
+    read-only root, only the pod's volumes writable) against real S3 (its training pod OOM-killed after the
+    first checkpoint and retried, as the retry rule allows), merges to the local dvc.repro lock byte for byte,
+    shows its reports and metrics, pushes lock and tag to git; the reproduce DAG then replays that tag with
+    the image of the run's commit, into a scratch prefix, and verifies every hash."""
     project = copy_project(tmp_path / "project")
     write_params(project, TINY_OVERRIDES)
     run(project, "python", "-m", "workflows.pipeline")  # `make workflows`: the tiny search has fewer trials
@@ -113,7 +125,9 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     run(project, "dvc", "repro")
     local_lock = (project / "dvc.lock").read_bytes()
     local_metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
-    origin = tmp_path / "origin.git"
+    image = build_image(project)
+    repositories = tmp_path / "git"
+    origin = repositories / "origin.git"
     git(tmp_path, "clone", "-q", "--bare", str(project), str(origin))
 
     credentials = Credentials("workflowkey", "workflowsecret0123456789")
@@ -122,36 +136,38 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     secrets = {"mlcore-s3": {"AWS_ACCESS_KEY_ID": credentials.access_key,
                              "AWS_SECRET_ACCESS_KEY": credentials.secret_key},
                "mlcore-git": {"token": "not-needed-for-a-file-remote"}}  # fmt: skip
-    try:
-        runs = run_workflow(
-            project / "argo" / "pipeline.yaml", origin, tmp_path / "pods",
-            {"revision": revision, "image": "local", "s3-endpoint": server.endpoint,
-             "git-push": "true", "git-remote": str(origin), "release": "v0.1.0", "deploy": "true"},
-            secrets, faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
-        )  # fmt: skip
-        client = server.client(credentials)
-        leftover_checkpoints = client.list_objects_v2(Bucket="mlcore", Prefix="checkpoints/")
-        storage_uri = runs["publish"].outputs["storage-uri"]
-        listing = client.list_objects_v2(Bucket="mlcore", Prefix=storage_uri.removeprefix("s3://mlcore/") + "/")
-        served_files = {item["Key"].removeprefix(storage_uri.removeprefix("s3://mlcore/") + "/")
-                        for item in listing.get("Contents", [])}  # fmt: skip
+    with git_daemon(repositories) as git_server:
+        try:
+            remote = f"{git_server}/origin.git"
+            runs = run_workflow(
+                project / "argo" / "pipeline.yaml", tmp_path / "pods",
+                {"revision": revision, "image": image, "s3-endpoint": server.endpoint,
+                 "git-push": "true", "git-remote": remote, "release": "v0.1.0", "deploy": "true"},
+                secrets, faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
+            )  # fmt: skip
+            client = server.client(credentials)
+            leftover_checkpoints = client.list_objects_v2(Bucket="mlcore", Prefix="checkpoints/")
+            storage_uri = runs["publish"].outputs["storage-uri"]
+            listing = client.list_objects_v2(Bucket="mlcore", Prefix=storage_uri.removeprefix("s3://mlcore/") + "/")
+            served_files = {item["Key"].removeprefix(storage_uri.removeprefix("s3://mlcore/") + "/")
+                            for item in listing.get("Contents", [])}  # fmt: skip
 
-        def store() -> set[str]:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket="mlcore", Prefix="dvcstore/")
-            return {item["Key"] for page in pages for item in page.get("Contents", [])}
+            def store() -> set[str]:
+                pages = client.get_paginator("list_objects_v2").paginate(Bucket="mlcore", Prefix="dvcstore/")
+                return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
-        store_before_replay = store()
-        # the tag's commit (dvc.lock and provenance on top of `revision`) has no image: replay it with the image
-        # of the commit its code is, as `make submit REF=model@v0.1.0 REPRODUCE=1` does
-        reproduced = run_workflow(
-            project / "argo" / "reproduce.yaml", origin, tmp_path / "replay-pods",
-            {"revision": revision, "tag": "model@v0.1.0", "git-remote": str(origin), "image": "local",
-             "s3-endpoint": server.endpoint}, secrets,
-        )  # fmt: skip
-        replay_objects = client.list_objects_v2(Bucket="mlcore", Prefix="replays/local-run/").get("KeyCount", 0)
-        store_after_replay = store()
-    finally:
-        server.stop()
+            store_before_replay = store()
+            # the tag's commit (dvc.lock and provenance on top of `revision`) has no image: replay it with the image
+            # of the commit its code is, as `make submit REF=model@v0.1.0 REPRODUCE=1` does
+            reproduced = run_workflow(
+                project / "argo" / "reproduce.yaml", tmp_path / "replay-pods",
+                {"revision": revision, "tag": "model@v0.1.0", "git-remote": remote, "image": image,
+                 "s3-endpoint": server.endpoint}, secrets,
+            )  # fmt: skip
+            replay_objects = client.list_objects_v2(Bucket="mlcore", Prefix="replays/local-run/").get("KeyCount", 0)
+            store_after_replay = store()
+        finally:
+            server.stop()
 
     assert (runs["publish"].clone / "dvc.lock").read_bytes() == local_lock
     assert runs["publish"].artifacts["dvc-lock"].read_bytes() == local_lock
@@ -159,7 +175,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     assert published == local_lock
     assert git(origin, "rev-parse", "model@v0.1.0^{commit}") == git(origin, "rev-parse", "mlcore/runs/local-run")
     provenance = json.loads(git(origin, "show", "model@v0.1.0:models/provenance.json"))
-    assert provenance["source"]["commit"] == revision and provenance["environment"]["container_image"] == "local"
+    assert provenance["source"]["commit"] == revision and provenance["environment"]["container_image"] == image
     model_md5 = next(o["md5"] for o in yaml.safe_load(local_lock)["stages"]["train"]["outs"] if o["path"] == MODEL)
     assert runs["publish"].outputs["model-md5"] == model_md5
 
@@ -168,7 +184,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     assert {"release.json", "MODEL_CARD.md", "saved_model/saved_model.pb", "provenance.json"} <= served_files
     service = runs["deploy"].applied  # the InferenceService the deploy task applies, only after the gate passed
     (predictor,) = service["spec"]["predictor"]["containers"]
-    assert service["kind"] == "InferenceService" and predictor["image"] == "local"
+    assert service["kind"] == "InferenceService" and predictor["image"] == image
     assert {"name": "STORAGE_URI", "value": storage_uri} in predictor["env"]
     assert service["metadata"]["labels"]["mlcore.dev/commit"] == revision
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
@@ -177,7 +193,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path):
     train = runs["train"]
     assert train.attempts == 2, "the training pod was not interrupted"
     assert train.results[0].status == "Failed" and train.results[0].exit_code == "137"  # as Argo records OOM
-    assert "fetching checkpoints from s3://mlcore/checkpoints/train/" in train.log
+    assert f"fetching checkpoints from s3://mlcore/checkpoints/{WORKFLOW_UID}/train/" in train.log  # this run's own
     assert "resuming from the checkpoint of epoch" in train.log
     assert "Contents" not in leftover_checkpoints, "a finished training must delete its S3 checkpoints"
 
@@ -218,8 +234,12 @@ def test_verify_task_names_the_first_diverging_stage(tmp_path):
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     lock["calibrate"]["outs"][0]["md5"] = "0" * 32
     lock["evaluate"]["outs"][0]["md5"] = "1" * 32
-    entries = "\n".join(json.dumps({stage: entry}) for stage, entry in lock.items())
-    result = run(project, "python", "-m", "workflows.task", "verify", "--revision", "HEAD", entries, check=False)
+    inputs = tmp_path / "inputs"  # as Argo places the input artifacts: one entry per stage
+    (inputs / "entries").mkdir(parents=True)
+    for stage, entry in lock.items():
+        (inputs / "entries" / f"{task_name(stage)}.json").write_text(json.dumps({stage: entry}))
+    result = run(project, "python", "-m", "workflows.task", "verify", "--revision", "HEAD",
+                 env={"MLCORE_INPUTS_DIR": str(inputs)}, check=False)  # fmt: skip
     assert result.returncode != 0
     assert "first divergence in stage 'calibrate' (metrics/calibrate.json)" in result.stderr
     assert "NO" in result.stdout

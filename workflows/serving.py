@@ -92,12 +92,14 @@ def for_revision(ref: str, image_repo: str, bucket: str, s3_endpoint: str) -> di
 
     from mlcore.params import Params
     from workflows.pipeline import NAMESPACE
+    from workflows.submit import code_commit
 
     def show(path: str) -> str:
         return subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True, text=True).stdout
 
-    commit = subprocess.run(["git", "rev-parse", f"{ref}^{{commit}}"], check=True, capture_output=True,
+    tagged = subprocess.run(["git", "rev-parse", f"{ref}^{{commit}}"], check=True, capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
+    commit = code_commit(tagged)  # a tag the pipeline published has no image of its own: its run's commit has
     params = Params.model_validate(yaml.safe_load(show("params.yaml")))
     stages = yaml.safe_load(show("dvc.lock"))["stages"]
     if "release" not in stages:

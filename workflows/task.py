@@ -90,6 +90,7 @@ def make_workspace() -> None:
     workspace = os.environ.get("MLCORE_WORKSPACE")
     if not workspace:
         return
+    Path(os.environ.get("HOME", workspace)).mkdir(parents=True, exist_ok=True)  # an emptyDir starts empty
     if not Path(workspace, ".git").exists():
         _run("git", "clone", "--quiet", "--no-hardlinks", os.getcwd(), workspace)
     os.chdir(workspace)
