@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -65,8 +65,8 @@ workflows: setup  ## regenerate argo/ from dvc.yaml
 	python -m workflows.pipeline
 	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
 
-submit: setup  ## make submit REF=HEAD [REPRODUCE=1] [RETRAIN=1] [PARAMS="s3-endpoint=..."] [DRY_RUN=1]
-	python -m workflows.submit $(REF) $(if $(REPRODUCE),--reproduce) $(if $(RETRAIN),--retrain) \
+submit: setup  ## make submit REF=HEAD [REPRODUCE=1 [ANY_HARDWARE=1]] [RETRAIN=1] [PARAMS="s3-endpoint=..."] [DRY_RUN=1]
+	python -m workflows.submit $(REF) $(if $(REPRODUCE),--reproduce) $(if $(RETRAIN),--retrain) $(if $(ANY_HARDWARE),--any-hardware) \
 		$(foreach p,$(PARAMS),-p $(p)) $(if $(DRY_RUN),--dry-run)
 
 image:  ## the project image at HEAD from a fresh clone: mlcore:<short commit>, mlcore:<commit> [EXTRA_CA_CERTS=ca.pem] [BASE_IMAGE=...] [CONTAINER_ENGINE=docker|podman]
@@ -78,12 +78,16 @@ base-image:  ## the local base image from a Debian mirror (no registry needed; `
 podman-setup:  ## install podman, buildah, mmdebstrap, runc and their containers.conf (root; Debian/Ubuntu)
 	docker/podman-setup.sh
 
+probe: setup  ## hash a training step's operations on this machine; compare with tests/hardware_probes/
+	python -m mlcore.ops.probe
+
 bench: setup
 	python -m bench.input_pipeline
 	python -m bench.stage_times
 	python -m bench.remote_throughput
 	python -m bench.restore_vs_retrain
 	python -m bench.serving_load
+	python -m bench.isa_cap
 
 clean:
 	rm -rf .cache logs

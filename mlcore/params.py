@@ -32,6 +32,10 @@ class RuntimeParams(Strict):
     intra_op_threads: PositiveInt = 2
     inter_op_threads: PositiveInt = 1
     onednn_opts: bool = False
+    # The widest instruction set oneDNN's kernels may use (ONEDNN_MAX_CPU_ISA). TensorFlow calls them for
+    # matrix products and convolutions even with onednn_opts off, and they pick AVX-512 or AVX2 code by CPU:
+    # a cap makes CPUs with more than the cap compute the same bits. "all" lifts it.
+    max_cpu_isa: Literal["all", "avx512_core", "avx2", "avx", "sse41"] = "avx2"
 
 
 class ArchiveSpec(Strict):
@@ -197,6 +201,16 @@ class Resources(Strict):
     gpu: Annotated[int, Field(ge=0, le=16)] = 0
 
 
+class ReplayParams(Strict):
+    """When a retrained tag counts as reproduced on a machine of another hardware class (mlcore/hardware.py):
+    bit-identity is expected only within one class, so there its metrics must stay within these bounds."""
+
+    tolerance: dict[MetricKey, Annotated[float, Field(ge=0)]] = {
+        "calibrated.mean_iou": 0.02, "calibrated.per_class.pet.iou": 0.02,
+        "calibrated.pixel_accuracy": 0.01, "calibrated.ece": 0.01,
+    }  # fmt: skip
+
+
 class ClusterS3(Strict):
     """The S3 the workflows use by default (cluster-conf/base/artifact-repository.yaml must name the same)."""
 
@@ -233,6 +247,7 @@ class Params(Strict):
     evaluate: EvaluateParams = EvaluateParams()
     tune: TuneParams = TuneParams()
     release: ReleaseParams = ReleaseParams()
+    replay: ReplayParams = ReplayParams()
     cluster: ClusterParams = ClusterParams()
 
     def digest(self) -> str:

@@ -72,7 +72,12 @@ def container_image() -> str | None:
     return os.environ.get("MLCORE_IMAGE") or None
 
 
-def build_record(params: Params, lock_path: Path, uv_lock: Path, runtime: dict, allow_dirty: bool) -> dict:
+def build_record(
+    params: Params, lock_path: Path, uv_lock: Path, runtime: dict, hardware: dict, allow_dirty: bool
+) -> dict:
+    """`hardware` is mlcore.hardware.describe(): the class whose machines can reproduce these bytes."""
+    from mlcore.hardware import class_id
+
     return {
         "source": source_revision(allow_dirty),
         "params_digest": params.digest(),
@@ -84,5 +89,7 @@ def build_record(params: Params, lock_path: Path, uv_lock: Path, runtime: dict, 
             "machine": platform.machine(),
             "cpu_flags": cpu_flags(),
             "container_image": container_image(),
+            "hardware_class": class_id(hardware),
+            "hardware": hardware,
         },
     }

@@ -1,7 +1,8 @@
 """Pin everything that changes TensorFlow's numerics, before TensorFlow is imported.
 
-On CPU, training is bit-deterministic given: the seed, op determinism, XLA off, and a fixed intra-op
-thread count and oneDNN setting. The last two are read when TensorFlow loads, so this must run first.
+On CPU, training is bit-deterministic given: the seed, op determinism, XLA off, a fixed intra-op thread
+count, the oneDNN setting and the cap on oneDNN's instruction set. The last three are read when TensorFlow
+loads, so this must run first.
 """
 
 from __future__ import annotations
@@ -12,11 +13,19 @@ import sys
 from mlcore.params import RuntimeParams
 
 
+def numerics_environment(onednn_opts: bool, max_cpu_isa: str) -> dict[str, str]:
+    """The variables TensorFlow and oneDNN read once, when they load, that change floating-point results."""
+    wanted = {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn_opts else "0"}
+    if max_cpu_isa != "all":
+        wanted["ONEDNN_MAX_CPU_ISA"] = max_cpu_isa.upper()
+    return wanted
+
+
 def pin_runtime(settings: RuntimeParams, seed: int) -> None:
-    onednn = "1" if settings.onednn_opts else "0"
-    if "tensorflow" in sys.modules and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != onednn:
+    wanted = numerics_environment(settings.onednn_opts, settings.max_cpu_isa)
+    if "tensorflow" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()):
         raise RuntimeError("pin_runtime() must run before TensorFlow is imported")
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    os.environ.update(wanted)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -38,4 +47,5 @@ def runtime_facts(settings: RuntimeParams) -> dict:
         "intra_op_threads": settings.intra_op_threads,
         "inter_op_threads": settings.inter_op_threads,
         "onednn_opts": settings.onednn_opts,
+        "max_cpu_isa": settings.max_cpu_isa,
     }

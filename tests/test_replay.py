@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from mlcore.hardware import class_id
 from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, free_port_block, git, run, write_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -53,6 +54,8 @@ def test_provenance_names_commit_params_and_every_hash(released):
     assert record["tuning"] == json.loads((root / "tuning/best.json").read_text())  # the configuration it used
     environment = record["environment"]
     assert environment["intra_op_threads"] == 2 and environment["onednn_opts"] is False
+    assert environment["max_cpu_isa"] == "avx2" and environment["hardware"]["kernel_isa_cap"] == "AVX2"
+    assert environment["hardware_class"] == class_id(environment["hardware"])
     assert environment["tensorflow"] and environment["uv_lock_sha256"] and environment["cpu_flags"]
 
 
@@ -95,10 +98,33 @@ def test_retrain_names_the_first_stage_that_diverged(released):
     git(root, "commit", "-qam", "params changed without re-running the pipeline")
     git(root, "tag", "inconsistent")
     result = sh("python", "-m", "mlcore.ops.replay", "inconsistent", "--retrain", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "first divergence in stage 'train'" in result.stderr
+    assert "MISMATCH on the tag's own hardware class" in result.stdout  # recorded here, so a bug
     rows = {line.split()[1]: line.split()[-1] for line in result.stdout.splitlines()[1:]}
     assert rows["data/prepared"] == "yes" and rows["models/model.keras"] == "NO"
+
+
+def test_retrain_on_another_hardware_class_passes_within_the_metric_tolerance(released, tmp_path):
+    """A tag recorded on another hardware class whose bits do not reproduce here: the replay says bit-identity
+    is not expected there, compares the test metrics with the tag's, and exits with EQUIVALENT (3)."""
+    root, sh, _, _ = released
+    worktree = tmp_path / "other-hardware"
+    git(root, "worktree", "add", "-q", "--detach", str(worktree), "model@v0.1.0")
+    provenance = json.loads((worktree / "models/provenance.json").read_text())
+    provenance["environment"]["hardware"]["cpu"].update(vendor="GenuineIntel", family="6", model_id="143")
+    (worktree / "models/provenance.json").write_text(json.dumps(provenance))
+    lock = (worktree / "dvc.lock").read_text()
+    model_md5 = provenance["stages"]["train"]["outs"]["models/model.keras"]
+    (worktree / "dvc.lock").write_text(lock.replace(model_md5, "0" * 32))  # the bits that machine got
+    git(worktree, "commit", "-qam", "a model trained on an Intel machine")
+    git(worktree, "tag", "trained-elsewhere")
+    git(root, "worktree", "remove", "--force", str(worktree))
+    result = sh("python", "-m", "mlcore.ops.replay", "trained-elsewhere", "--retrain", check=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "first divergence in stage 'train'" in result.stderr
+    assert "other hardware: bit-identity is not expected" in result.stdout
+    assert "calibrated.mean_iou" in result.stdout and "EQUIVALENT on other hardware" in result.stdout
 
 
 def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):

@@ -104,17 +104,18 @@ def _argo_cli(bin_dir: Path, tmp_path: Path) -> dict:
 def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry, tmp_path):
     project, commit = tagged
     env = _argo_cli(registry, tmp_path)
-    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce",
+    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce", "--any-hardware",
                  "-p", "git-remote=https://git.example/mlcore.git", env=env)  # fmt: skip
     assert (tmp_path / "argv").read_text().split()[:5] == ["submit", "-n", "mlcore", "-o", "name"]
     workflow = yaml.safe_load((tmp_path / "submitted.yaml").read_text())
     assert workflow["spec"]["workflowTemplateRef"]["name"] == "mlcore-reproduce"
     parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
-    assert parameters == {
+    assert {k: v for k, v in parameters.items() if not k.startswith("cpu-")} == {
         "revision": commit,
         "tag": "model@v1.2.0",
         "image": f"ghcr.io/example/mlcore@{DIGEST}",
         "git-remote": "https://git.example/mlcore.git",
+        "run-anywhere-os": "linux",  # --any-hardware: the pinning's off switch
     }
     assert "submitted workflow.argoproj.io/mlcore-reproduce-abcde" in result.stdout
 
@@ -133,7 +134,8 @@ def test_a_tag_the_pipeline_published_replays_with_the_image_of_its_runs_commit(
     git(tmp_path, "clone", "-q", str(project), str(workspace))
     provenance = workspace / "models" / "provenance.json"
     provenance.parent.mkdir(exist_ok=True)
-    provenance.write_text(json.dumps({"source": {"commit": commit}}))
+    hardware = {"cpu": {"vendor": "AuthenticAMD", "family": "25", "model_id": "17"}}
+    provenance.write_text(json.dumps({"source": {"commit": commit}, "environment": {"hardware": hardware}}))
     git(workspace, "add", "-f", "models/provenance.json")
     git(workspace, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dvc.lock and provenance")
     git(workspace, "tag", "model@v2.0.0")
@@ -144,6 +146,9 @@ def test_a_tag_the_pipeline_published_replays_with_the_image_of_its_runs_commit(
         for p in yaml.safe_load((tmp_path / "submitted.yaml").read_text())["spec"]["arguments"]["parameters"]
     }
     assert parameters["revision"] == commit and parameters["tag"] == "model@v2.0.0"
+    # pinned to the tag's CPU micro-architecture, by Node Feature Discovery's labels
+    assert (parameters["cpu-vendor_id"], parameters["cpu-family"], parameters["cpu-id"]) == ("AMD", "25", "17")
+    assert parameters["run-anywhere-os"] == "none"
     assert parameters["git-remote"] == str(project)  # the clone's origin
     assert f"docker://ghcr.io/example/mlcore:{commit}" in (tmp_path / "skopeo.argv").read_text()
 

@@ -293,7 +293,12 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
     with _template(REPRODUCE, cluster, [
         Parameter(name="tag", description="the git tag to replay, e.g. model@v1.0.0"),
         Parameter(name="git-remote", description="URL of the repository holding the tag (private: Secret mlcore-git)"),
+        *(Parameter(name=f"cpu-{label}", description=f"NFD cpu-model.{label} of the tag's hardware class")
+          for label in NFD_LABELS),
+        Parameter(name="run-anywhere-os", value="none",
+                  description="'linux': run on any Linux node instead of the tag's hardware class"),
     ]) as template:  # fmt: skip
+        template.affinity = hardware_pinning()
         at_tag = ["--checkout", "{{workflow.parameters.tag}}", "--git-remote", "{{workflow.parameters.git-remote}}"]
         verify = _container(
             "verify",
@@ -312,6 +317,26 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
             for task in tasks.values():
                 task >> verified
     return template
+
+
+NFD_LABELS = ("vendor_id", "family", "id")  # mlcore.hardware.node_labels: what submit reads from the tag
+
+
+def hardware_pinning() -> m.Affinity:
+    """Replay pods run on nodes of the tag's CPU micro-architecture (Node Feature Discovery's labels), where its
+    bits are expected to reproduce. The second term, ORed, is the off switch: with run-anywhere-os=linux every
+    Linux node qualifies (its default, "none", matches no node)."""
+    same_cpu = [m.NodeSelectorRequirement(key=f"feature.node.kubernetes.io/cpu-model.{label}", operator="In",
+                                          values=[f"{{{{workflow.parameters.cpu-{label}}}}}"])
+                for label in NFD_LABELS]  # fmt: skip
+    anywhere = [m.NodeSelectorRequirement(key="kubernetes.io/os", operator="In",
+                                          values=["{{workflow.parameters.run-anywhere-os}}"])]  # fmt: skip
+    terms = [m.NodeSelectorTerm(match_expressions=same_cpu), m.NodeSelectorTerm(match_expressions=anywhere)]
+    return m.Affinity(
+        node_affinity=m.NodeAffinity(
+            required_during_scheduling_ignored_during_execution=m.NodeSelector(node_selector_terms=terms)
+        )
+    )
 
 
 def render(template: WorkflowTemplate) -> str:

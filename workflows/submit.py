@@ -27,7 +27,7 @@ from pathlib import Path
 from hera.workflows import Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
-from workflows.pipeline import NAMESPACE, PIPELINE, REPRODUCE
+from workflows.pipeline import NAMESPACE, NFD_LABELS, PIPELINE, REPRODUCE
 from workflows.task import RECORD_FILES
 
 DEFAULT_IMAGE_REPO = "ghcr.io/example/mlcore"
@@ -63,6 +63,24 @@ def code_commit(commit: str) -> str:
         return commit
     diff = subprocess.run(["git", "diff", "--name-only", source, commit], capture_output=True, text=True)
     return source if diff.returncode == 0 and set(diff.stdout.split()) <= RECORD_FILES else commit
+
+
+def recorded_hardware(commit: str) -> dict | None:
+    """The hardware class the tag's provenance records (mlcore.hardware.describe), if any."""
+    show = subprocess.run(["git", "show", f"{commit}:models/provenance.json"], capture_output=True, text=True)
+    return json.loads(show.stdout).get("environment", {}).get("hardware") if show.returncode == 0 else None
+
+
+def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
+    """Pin the replay's pods to nodes of the tag's CPU micro-architecture, or let them run anywhere."""
+    from mlcore.hardware import node_labels
+
+    hardware = recorded_hardware(commit)
+    if hardware is None and not anywhere:
+        raise SubmitError(f"{commit[:12]}'s provenance records no hardware class to pin the replay to; "
+                          "submit with ANY_HARDWARE=1 (--any-hardware) to run it on any node")  # fmt: skip
+    labels = node_labels(hardware) if hardware else dict.fromkeys(NFD_LABELS, "unrecorded")
+    return {**{f"cpu-{k}": v for k, v in labels.items()}, "run-anywhere-os": "linux" if anywhere else "none"}
 
 
 def image_by_digest(image: str) -> str:
@@ -157,6 +175,11 @@ def main() -> None:
     parser.add_argument("--reproduce", action="store_true", help=f"run {REPRODUCE}: retrain a tag and verify it")
     parser.add_argument("--retrain", action="store_true", help="recompute every stage instead of restoring")
     parser.add_argument(
+        "--any-hardware",
+        action="store_true",
+        help="with --reproduce: any node, not only the tag's hardware class (bits may then differ)",
+    )
+    parser.add_argument(
         "--image",
         help="image built at REF's code, by digest (default: $MLCORE_IMAGE_REPO:<commit>, resolved to its digest)",
     )
@@ -175,6 +198,8 @@ def main() -> None:
         tagged_commit, tag = resolve(arguments.ref)
         commit = code_commit(tagged_commit) if arguments.reproduce else tagged_commit
         extra = parse_parameters(arguments.parameter)
+        if arguments.reproduce and tag:
+            extra = {**hardware_parameters(tagged_commit, arguments.any_hardware), **extra}
         if arguments.reproduce and "git-remote" not in extra:
             origin = subprocess.run(["git", "remote", "get-url", "origin"], capture_output=True, text=True)
             if origin.returncode == 0:

@@ -8,7 +8,9 @@ then `<id> <class id> <species> <breed id>`), trainval.txt, test.txt and trimaps
 from __future__ import annotations
 
 import tarfile
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -63,6 +65,36 @@ def _is_payload(name: str, folder: str, suffix: str) -> bool:
     return path.parent.name == folder and path.suffix == suffix and not path.name.startswith("._")
 
 
+class ArchiveError(ValueError):
+    """An archive that is not a complete gzip-compressed tar file; the message names the file."""
+
+    def __init__(self, archive: Path, detail: str):
+        super().__init__(f"{archive}: not a complete .tar.gz archive ({detail})")
+        self.archive = archive
+
+
+@contextmanager
+def _readable(archive: Path) -> Iterator[None]:
+    """Turn what tarfile, gzip and zlib raise for a damaged or foreign file into one error naming it."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        detail = "it ends before the end of the archive" if isinstance(exc, EOFError) else str(exc)
+        raise ArchiveError(archive, detail) from exc
+
+
+def check_archive(archive: Path) -> int:
+    """Read `archive` to its end (every member's data, so a truncated or corrupt stream fails here, not in a
+    later stage); returns the number of members."""
+    members = 0
+    with _readable(archive), tarfile.open(archive, "r|gz") as tar:
+        for member in tar:
+            members += 1
+            if member.isfile():
+                _read_member(tar, member)
+    return members
+
+
 @dataclass(frozen=True)
 class Annotations:
     samples: dict[str, SampleInfo]
@@ -73,7 +105,7 @@ def read_annotations(archive: Path) -> Annotations:
     """Load list.txt and every trimap PNG (about 19 MB for the real set) into memory."""
     samples: dict[str, SampleInfo] = {}
     trimaps: dict[str, bytes] = {}
-    with tarfile.open(archive, "r:gz") as tar:
+    with _readable(archive), tarfile.open(archive, "r:gz") as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -88,7 +120,7 @@ def read_annotations(archive: Path) -> Annotations:
 
 def iter_images(archive: Path) -> Iterator[tuple[str, bytes]]:
     """Stream (sample id, raw file bytes) for every images/<id>.jpg, in archive order."""
-    with tarfile.open(archive, "r|gz") as tar:
+    with _readable(archive), tarfile.open(archive, "r|gz") as tar:
         for member in tar:
             if member.isfile() and _is_payload(member.name, "images", ".jpg"):
                 yield PurePosixPath(member.name).stem, _read_member(tar, member)

@@ -46,8 +46,10 @@ def collect(raw_dir: Path, image_size: int) -> Collected:
     """Check, convert and resize every image; each split's samples are sorted by id."""
     annotations = read_annotations(raw_dir / ANNOTATIONS_ARCHIVE)
     collected = Collected()
+    found = set()
     for sample_id, image_bytes in iter_images(raw_dir / IMAGES_ARCHIVE):
         collected.seen += 1
+        found.add(sample_id)
         checked = check_sample(sample_id, image_bytes, annotations.trimaps.get(sample_id))
         file = f"images/{sample_id}.jpg"
         if checked.rejection is not None:
@@ -58,6 +60,15 @@ def collect(raw_dir: Path, image_size: int) -> Collected:
             collected.report.append({"file": file, "outcome": "converted", "reasons": checked.conversions})
         image, labels = resize_pair(checked.image, checked.trimap, image_size)
         collected.by_split[split_of(sample_id)].append(Sample(sample_id, image, labels))
+    # samples the annotations promise but the images archive lacks: quarantined, and counted as seen
+    for sample_id in sorted(annotations.samples.keys() - found):
+        collected.seen += 1
+        collected.report.append({"file": f"images/{sample_id}.jpg", "outcome": "quarantined",
+                                 "reasons": ["missing_image: listed in annotations/list.txt"]})  # fmt: skip
+    for sample_id in sorted(annotations.trimaps.keys() - found - annotations.samples.keys()):
+        collected.seen += 1
+        collected.report.append({"file": f"annotations/trimaps/{sample_id}.png", "outcome": "quarantined",
+                                 "reasons": ["missing_image: a trimap without an image"]})  # fmt: skip
     for samples in collected.by_split.values():
         samples.sort(key=lambda sample: sample.sample_id)
     collected.report.sort(key=lambda row: row["file"])

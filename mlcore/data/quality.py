@@ -8,6 +8,7 @@ trimaps of the wrong size or with stray values, images without a trimap).
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,12 +43,20 @@ def _decode(data: bytes) -> Image.Image:
     return image
 
 
+def _reason(exc: Exception) -> str:
+    """Why a file does not decode, the same on every run: Pillow's message for an unidentifiable file embeds
+    the repr of the in-memory buffer, memory address included."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow can identify"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))
+
+
 def check_sample(sample_id: str, image_bytes: bytes, trimap_bytes: bytes | None) -> Checked:
     result = Checked(sample_id)
     try:
         image = _decode(image_bytes)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        result.rejection = f"corrupt_image: {exc}"
+        result.rejection = f"corrupt_image: {_reason(exc)}"
         return result
     if image.format != "JPEG":
         result.conversions.append(f"{image.format.lower()}_data_in_jpg")
@@ -60,7 +69,7 @@ def check_sample(sample_id: str, image_bytes: bytes, trimap_bytes: bytes | None)
     try:
         trimap = _decode(trimap_bytes)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        result.rejection = f"corrupt_trimap: {exc}"
+        result.rejection = f"corrupt_trimap: {_reason(exc)}"
         return result
     if trimap.size != image.size:
         result.rejection = f"trimap_size_mismatch: image {image.size}, trimap {trimap.size}"

@@ -5,7 +5,12 @@
 Without --retrain: fetch every output and the run-cache, let `dvc repro` restore each stage from the
 cache (it fails if any stage had to be recomputed), and check every output against REF's dvc.lock.
 With --retrain: pull only the fetched data (the pinned inputs), recompute every later stage, and check
-that every output is byte-identical to REF's dvc.lock, naming the first stage that diverged.
+that every output is byte-identical to REF's dvc.lock, naming the first stage that diverged. Bits are
+expected to match only on the hardware class REF's provenance records (mlcore/hardware.py): on the same
+class a divergence is an error (non-determinism, a bug); on another class the replay says so and passes
+when the recomputed test metrics lie within params.yaml `replay.tolerance` of REF's.
+
+Exit status: 0 byte for byte, EQUIVALENT (3) equivalent on other hardware, 1 diverged or failed.
 The remote is read with this checkout's .dvc/config.local (credentials are never committed), and
 DVC verifies each downloaded object's hash.
 """
@@ -13,6 +18,7 @@ DVC verifies each downloaded object's hash.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -22,6 +28,9 @@ import tempfile
 from pathlib import Path
 
 from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
+
+EQUIVALENT = 3  # exit status: diverged in bits on another hardware class, metrics within tolerance
+METRICS = Path("metrics/evaluate.json")
 
 
 class ReplayError(RuntimeError):
@@ -70,12 +79,14 @@ def first_divergence(rows: list[tuple[Output, str | None]]) -> str | None:
     return None
 
 
-def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Output, str | None]]:
+def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, list[tuple[Output, str | None]]]:
     clone = fresh_clone(repo, ref, workdir / "clone")
     expected = lock_outputs(clone / "dvc.lock")
     if retrain:
         stages = stage_graph(clone)
         _dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
+        _dvc(clone, "pull", str(METRICS))  # the tag's own test metrics, for a replay on other hardware
+        (workdir / "expected-metrics.json").write_bytes((clone / METRICS).read_bytes())
         _dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))  # everything else, recomputed
     else:
         _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
@@ -86,7 +97,47 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> list[tuple[Out
                 "its code and params (commit after `make run`); use --retrain to check the outputs anyway"
             )
         _dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
-    return compare(expected, lock_outputs(clone / "dvc.lock"))
+    return clone, compare(expected, lock_outputs(clone / "dvc.lock"))
+
+
+def _lookup(metrics: dict, key: str):
+    for part in key.split("."):
+        metrics = metrics[part]
+    return metrics
+
+
+def metric_deviations(expected: dict, got: dict, tolerance: dict[str, float]) -> list[tuple[str, float, float, bool]]:
+    """(metric, expected, got, within tolerance) for every metric params.yaml replay.tolerance names."""
+    rows = []
+    for key, bound in sorted(tolerance.items()):
+        want, have = float(_lookup(expected, key)), float(_lookup(got, key))
+        rows.append((key, want, have, abs(have - want) <= bound))
+    return rows
+
+
+def hardware_verdict(clone: Path, workdir: Path) -> int:
+    """After a retrain diverged: an error on the tag's own hardware class, else a metrics comparison."""
+    from mlcore.hardware import class_id, describe, same_class
+    from mlcore.params import load_params
+
+    recorded = json.loads((clone / "models" / "provenance.json").read_text())["environment"].get("hardware")
+    here = describe()
+    print(f"hardware class here: {class_id(here)}; the tag's: {class_id(recorded) if recorded else 'not recorded'}")
+    if recorded and same_class(recorded, here):
+        print("MISMATCH on the tag's own hardware class: the pipeline is not deterministic here (a bug)")
+        return 1
+    print("other hardware: bit-identity is not expected (see README, Determinism); comparing test metrics")
+    tolerance = load_params(clone / "params.yaml").replay.tolerance
+    expected = json.loads((workdir / "expected-metrics.json").read_text())
+    rows = metric_deviations(expected, json.loads((clone / METRICS).read_text()), tolerance)
+    print(f"{'metric':<32} {'tag':>10} {'here':>10} {'tolerance':>10} ok")
+    for key, want, have, ok in rows:
+        print(f"{key:<32} {want:>10.4f} {have:>10.4f} {tolerance[key]:>10.4f} {'yes' if ok else 'NO'}")
+    if all(ok for *_, ok in rows):
+        print("EQUIVALENT on other hardware: every metric within params.yaml replay.tolerance")
+        return EQUIVALENT
+    print("DIVERGED: metrics outside params.yaml replay.tolerance")
+    return 1
 
 
 def main() -> None:
@@ -98,16 +149,17 @@ def main() -> None:
     arguments = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mlcore-replay-"))
     try:
-        rows = replay(arguments.repo, arguments.ref, arguments.retrain, workdir)
+        clone, rows = replay(arguments.repo, arguments.ref, arguments.retrain, workdir)
+        print_table(rows)
+        if message := first_divergence(rows):
+            print(message, file=sys.stderr)
+            sys.exit(hardware_verdict(clone, workdir) if arguments.retrain else 1)
+        print(f"all {len(rows)} outputs of {arguments.ref} reproduced byte for byte")
     except ReplayError as exc:
         sys.exit(f"error: {exc}")
     finally:
         if not arguments.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print_table(rows)
-    if message := first_divergence(rows):
-        sys.exit(message)
-    print(f"all {len(rows)} outputs of {arguments.ref} reproduced byte for byte")
 
 
 if __name__ == "__main__":

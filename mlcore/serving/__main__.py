@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,6 +21,12 @@ def main() -> None:
     if not (arguments.release_dir / "release.json").exists():
         raise SystemExit(f"error: {arguments.release_dir} holds no released model; run `make run` (the gate must pass)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # compute what the evaluate stage computed: the oneDNN settings the model was trained and evaluated with
+    if arguments.provenance.exists():
+        from mlcore.runtime import numerics_environment
+
+        recorded = json.loads(arguments.provenance.read_text()).get("environment", {})
+        os.environ.update(numerics_environment(recorded.get("onednn_opts", False), recorded.get("max_cpu_isa", "all")))
     import tensorflow as tf
     import uvicorn
 

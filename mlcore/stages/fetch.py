@@ -6,29 +6,41 @@ import os
 from pathlib import Path
 
 from mlcore.data.download import DownloadError, fetch_verified, link_or_copy
-from mlcore.data.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
+from mlcore.data.oxford import ArchiveError, check_archive
 from mlcore.data.sample import write_sample_archives
 from mlcore.io import atomic_dir
 from mlcore.params import Params
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import ARCHIVE_FILES, StageError, archive_origin, run_stage
 from mlcore.stages.paths import RAW_DIR
-
-ARCHIVE_FILES = {"images": IMAGES_ARCHIVE, "annotations": ANNOTATIONS_ARCHIVE}
 
 
 def download_cache() -> Path:
     return Path(os.environ.get("MLCORE_DOWNLOAD_CACHE", ".cache/downloads"))
 
 
+def check_archives(params: Params, folder: Path) -> None:
+    """Every archive reads to its end as a .tar.gz: a damaged one fails where it came from, naming its origin."""
+    for file_name in ARCHIVE_FILES.values():
+        try:
+            check_archive(folder / file_name)
+        except ArchiveError as exc:
+            raise StageError(f"{exc}; it comes from {archive_origin(params, file_name)}") from exc
+
+
 def fetch(params: Params) -> None:
-    data = params.data
     with atomic_dir(RAW_DIR) as staging:
-        if data.source == "sample":
-            sample = data.sample
-            write_sample_archives(
-                staging, sample.num_images, sample.seed, sample.include_quirks, sample.min_side, sample.max_side
-            )
-            return
+        write_archives(params, staging)
+        check_archives(params, staging)
+
+
+def write_archives(params: Params, staging: Path) -> None:
+    data = params.data
+    if data.source == "sample":
+        sample = data.sample
+        write_sample_archives(
+            staging, sample.num_images, sample.seed, sample.include_quirks, sample.min_side, sample.max_side
+        )
+    else:
         for key, file_name in ARCHIVE_FILES.items():
             spec = getattr(data.archives, key)
             try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from mlcore.data.oxford import CLASS_NAMES
+from mlcore.data.oxford import CLASS_NAMES, ArchiveError
 from mlcore.data.prepare import class_pixel_frequencies, collect
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import StageError, archive_origin, run_stage
 from mlcore.stages.paths import PREPARED_DIR, RAW_DIR
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,10 @@ def prepare(params: Params) -> None:
     from mlcore.data.tfrecords import serialize, write_shards
 
     settings = params.prepare
-    collected = collect(RAW_DIR, settings.image_size)
+    try:
+        collected = collect(RAW_DIR, settings.image_size)
+    except ArchiveError as exc:
+        raise StageError(f"{exc}; it comes from {archive_origin(params, exc.archive.name)}") from exc
     summary = collected.summary()
     bad_fraction = collected.quarantined / max(collected.seen, 1)
     if collected.seen == 0 or bad_fraction > settings.max_bad_fraction:

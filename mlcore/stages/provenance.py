@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mlcore.hardware import describe
 from mlcore.io import read_json, write_json
 from mlcore.params import Params
 from mlcore.provenance import DirtyTree, build_record
@@ -19,7 +20,8 @@ from mlcore.stages.paths import BEST_PATH, PROVENANCE_PATH
 def provenance_stage(params: Params, allow_dirty: bool) -> None:
     pin_runtime(params.runtime, params.seed)
     try:
-        record = build_record(params, Path("dvc.lock"), Path("uv.lock"), runtime_facts(params.runtime), allow_dirty)
+        facts = runtime_facts(params.runtime)
+        record = build_record(params, Path("dvc.lock"), Path("uv.lock"), facts, describe(), allow_dirty)
     except DirtyTree as exc:
         raise StageError(str(exc)) from exc
     record["tuning"] = read_json(BEST_PATH)  # the selected trial whose configuration trained the model
