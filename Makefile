@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: test-fast probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -53,6 +53,9 @@ metrics: setup
 test: setup image  ## the whole suite; the workflow test runs its pods in the project image (podman or docker)
 	pytest
 
+test-fast: setup  ## the unit-level tests (no training, no image), in about a minute
+	pytest -m "not slow"
+
 lint: setup
 	ruff check .
 	ruff format --check .
@@ -63,7 +66,7 @@ format: setup
 
 workflows: setup  ## regenerate argo/ from dvc.yaml
 	python -m workflows.pipeline
-	if [ -f ../shared/tools/validate_argo.py ]; then python ../shared/tools/validate_argo.py argo/*.yaml; fi
+	python -m tests.argo_schema argo/*.yaml
 
 submit: setup  ## make submit REF=HEAD [REPRODUCE=1 [ANY_HARDWARE=1]] [RETRAIN=1] [PARAMS="s3-endpoint=..."] [DRY_RUN=1]
 	python -m workflows.submit $(REF) $(if $(REPRODUCE),--reproduce) $(if $(RETRAIN),--retrain) $(if $(ANY_HARDWARE),--any-hardware) \

@@ -225,6 +225,12 @@ class ClusterParams(Strict):
     parallelism: Annotated[int, Field(ge=1, le=256)] = 4
     retries: Annotated[int, Field(ge=0, le=10)] = 3
     deadline_hours: Annotated[float, Field(gt=0, le=168)] = 6
+    # Fixed in the templates, not parameters: whoever submits a Workflow chooses only the image's digest
+    # (never another image that would get the S3 and git Secrets) and cannot send the git token elsewhere.
+    image_repository: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")] = (
+        "ghcr.io/example/mlcore"
+    )
+    git_remote: Annotated[str, Field(pattern=r"^(https|git|file)://")] = "https://github.com/example/mlcore.git"
     s3: ClusterS3 = ClusterS3()
     resources: dict[str, Resources] = {"default": Resources()}
     published_metrics: dict[str, list[MetricKey]] = {}

@@ -142,7 +142,8 @@ class ImagePods:
     the image's own code at its commit (`mlcore:<commit>`), uid:gid 1000, a read-only root filesystem with
     only the pod's volumes writable (host folders here, so a test can look inside afterwards), all
     capabilities dropped, no new privileges, the runtime's default seccomp profile. The network is the
-    host's, so a pod reaches the S3 and git servers on 127.0.0.1; a cluster's network policy is not modelled."""
+    host's, so a pod reaches the S3 and git servers on 127.0.0.1; a cluster's network policy is not modelled.
+    The template's image must be this build, by digest (<repository>@<digest of mlcore:<commit>>)."""
 
     def __init__(self):
         self.engine = os.environ.get("CONTAINER_ENGINE") or "podman"
@@ -151,8 +152,11 @@ class ImagePods:
     def volume_dir(root: Path, volume: str) -> Path:
         return root / "volumes" / volume
 
-    def run(self, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
+    def run(self, image: str, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
             fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
+        digest = subprocess.run([self.engine, "image", "inspect", "--format", "{{.Digest}}", f"mlcore:{revision}"],
+                                check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        assert image.endswith(f"@{digest}"), f"{image} is not the build of {revision} (mlcore:{revision}, {digest})"
         name = f"mlcore-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
         env_file = root / "env"  # secrets go through a 0600 file, never the command line
         env_file.touch(mode=0o600)
@@ -190,58 +194,72 @@ def _supervise(command: list[str], log: Path, fault: Fault | None,
     return classify(process.returncode, None), log.read_text()
 
 
-def _load_input_artifacts(template: dict, task: dict, input_dir: Path, runs: dict[str, TaskRun]) -> None:
-    """Place each input artifact where the template's path says (under the pod's inputs folder), from the
-    upstream task output that the DAG task's `from` names, as Argo's init container does."""
-    sources = {a["name"]: a["from"] for a in task.get("arguments", {}).get("artifacts", [])}
-    for artifact in template.get("inputs", {}).get("artifacts", []):
-        match = TASK_ARTIFACT.fullmatch(sources[artifact["name"]])
-        assert match, f"{artifact['name']}: only `from: {{{{tasks.X.outputs.artifacts.Y}}}}` is modelled"
-        target = _pod_path(input_dir, artifact["path"], POD_INPUTS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(runs[match.group(1)].artifacts[match.group(2)], target)
-
-
 def run_workflow(
     manifest: Path,
     workdir: Path,
     parameters: dict[str, str],
     secrets: dict,
     faults: dict[str, Fault] | None = None,
+    on_apply: Callable[[dict], None] | None = None,
 ) -> dict[str, TaskRun]:
-    """Run every task in the image `mlcore:<revision>`; `faults[task]` strikes that task's first pod, which
-    Argo then retries in a fresh pod or not, as the template's retryStrategy decides."""
+    """Run every task (nested DAG templates included) in the image `mlcore:<revision>`; `faults[task]` strikes
+    that task's first pod, which Argo then retries in a fresh pod or not, as the template's retryStrategy
+    decides. A resource template's manifest is recorded and handed to `on_apply`, which stands in for the
+    controller that would act on it (the test's KServe stand-in)."""
     spec = yaml.safe_load(manifest.read_text())["spec"]
-    templates = {t["name"]: t for t in spec["templates"]}
     workflow = {p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])}
     workflow.update(parameters)
     values = {f"workflow.parameters.{k}": v for k, v in workflow.items()}
-    values["workflow.name"] = WORKFLOW_NAME
-    values["workflow.uid"] = WORKFLOW_UID
-    dag = templates[spec["entrypoint"]]["dag"]["tasks"]
-    order = TopologicalSorter({t["name"]: task_dependencies(t) for t in dag}).static_order()
-    tasks = {t["name"]: t for t in dag}
+    values |= {"workflow.name": WORKFLOW_NAME, "workflow.uid": WORKFLOW_UID}
     workdir.mkdir(parents=True, exist_ok=True)
-    artifact_repository = workdir / "artifact-repository"
-    runs: dict[str, TaskRun] = {}
-    pods = ImagePods()
-    for name in order:
-        task = tasks[name]
-        template = templates[task["template"]]
+    executor = _Executor({t["name"]: t for t in spec["templates"]}, values, workdir, secrets, faults or {}, on_apply)
+    executor.dag(executor.templates[spec["entrypoint"]], {})
+    return executor.runs
+
+
+class _Executor:
+    def __init__(self, templates, values, workdir, secrets, faults, on_apply):
+        self.templates, self.values, self.workdir = templates, values, workdir
+        self.secrets, self.faults, self.on_apply = secrets, faults, on_apply
+        self.runs: dict[str, TaskRun] = {}
+        self.pods = ImagePods()
+
+    def _artifact(self, reference: str, inputs: dict[str, Path]) -> Path:
+        """A file for `from: {{tasks.X.outputs.artifacts.Y}}` or `from: {{inputs.artifacts.Y}}`."""
+        if match := TASK_ARTIFACT.fullmatch(reference):
+            return self.runs[match.group(1)].artifacts[match.group(2)]
+        assert reference.startswith("{{inputs.artifacts."), f"{reference}: this artifact source is not modelled"
+        return inputs[reference.strip("{}").removeprefix("inputs.artifacts.")]
+
+    def dag(self, template: dict, inputs: dict[str, Path]) -> None:
+        tasks = {t["name"]: t for t in template["dag"]["tasks"]}
+        for name in TopologicalSorter({n: task_dependencies(t) for n, t in tasks.items()}).static_order():
+            task = tasks[name]
+            called = self.templates[task["template"]]
+            artifacts = {
+                a["name"]: self._artifact(a["from"], inputs) for a in task.get("arguments", {}).get("artifacts", [])
+            }
+            if "when" in task:
+                left, _, right = substitute(task["when"], self.values).partition("==")
+                if left.strip() != right.strip():
+                    self.runs[name] = TaskRun(name, self.workdir, skipped=True)
+                    continue
+            if "dag" in called:
+                self.dag(called, artifacts)
+                continue
+            self.task(name, task, called, artifacts)
+
+    def task(self, name: str, task: dict, template: dict, artifacts: dict[str, Path]) -> None:
         inputs = {p["name"]: p.get("value") for p in template.get("inputs", {}).get("parameters", [])}
         for argument in task.get("arguments", {}).get("parameters", []):
-            inputs[argument["name"]] = substitute(argument["value"], values)
-        scope = {**values, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
-        if "when" in task:
-            left, _, right = substitute(task["when"], values).partition("==")
-            if left.strip() != right.strip():
-                runs[name] = TaskRun(name, workdir, skipped=True)
-                continue
+            inputs[argument["name"]] = substitute(argument["value"], self.values)
+        scope = {**self.values, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
         if "resource" in template:
-            runs[name] = TaskRun(
-                name, workdir, applied=yaml.safe_load(substitute(template["resource"]["manifest"], scope))
-            )
-            continue
+            applied = yaml.safe_load(substitute(template["resource"]["manifest"], scope))
+            self.runs[name] = TaskRun(name, self.workdir, applied=applied)
+            if self.on_apply:
+                self.on_apply(applied)
+            return
         container = template["container"]
         env = {}
         for variable in container.get("env", []):
@@ -249,39 +267,45 @@ def run_workflow(
                 env[variable["name"]] = substitute(variable["value"], scope)
                 continue
             ref = variable["valueFrom"]["secretKeyRef"]
-            if ref["key"] in secrets.get(ref["name"], {}):
-                env[variable["name"]] = secrets[ref["name"]][ref["key"]]
+            if ref["key"] in self.secrets.get(ref["name"], {}):
+                env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
             else:
                 assert ref.get("optional"), f"task {name}: Secret {ref['name']}/{ref['key']} is missing"
         command = [substitute(part, scope) for part in container["command"] + container.get("args", [])]
-        fault = (faults or {}).get(name)
-        attempt, results = 0, []
         mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
         assert "/tmp" in mounts, f"task {name}: the pod needs a writable /tmp (outputs, inputs)"
+        attempt, results = 0, []
         while True:
             attempt += 1
-            root = workdir / f"{name}.pod{attempt}"
-            scratch = pods.volume_dir(root, mounts["/tmp"])
-            output_dir, input_dir = scratch / "outputs", scratch / "inputs"
+            root = self.workdir / f"{name}.pod{attempt}"
+            scratch = self.pods.volume_dir(root, mounts["/tmp"])
+            output_dir = scratch / "outputs"
             for volume in set(mounts.values()):
-                pods.volume_dir(root, volume).mkdir(parents=True)
-            _load_input_artifacts(template, task, input_dir, runs)
+                self.pods.volume_dir(root, volume).mkdir(parents=True)
+            for artifact in template.get("inputs", {}).get("artifacts", []):  # as Argo's init container does
+                target = _pod_path(scratch / "inputs", artifact["path"], POD_INPUTS)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(artifacts[artifact["name"]], target)
             started = time.monotonic()
-            result, log = pods.run(command, env, mounts, root, workflow["revision"], fault if attempt == 1 else None)
+            image = substitute(container["image"], scope)
+            fault = self.faults.get(name) if attempt == 1 else None
+            result, log = self.pods.run(
+                image, command, env, mounts, root, self.values["workflow.parameters.revision"], fault
+            )
             results.append(result)
             if result.status == "Succeeded":
                 break
             if not should_retry(template, result, attempt):
                 raise TaskFailed(name, f"{result.status}: {result.message}\n{log}")
-        workspace = env.get("MLCORE_WORKSPACE", "")
-        clone = pods.volume_dir(root, mounts[workspace.rsplit("/", 1)[0]]) / workspace.rsplit("/", 1)[1]
+        workspace = env.get("MLCORE_WORKSPACE", "/workspace/repo")
+        clone = self.pods.volume_dir(root, mounts[workspace.rsplit("/", 1)[0]]) / workspace.rsplit("/", 1)[1]
         run = TaskRun(name, clone, log, attempt, results)
         for output in template.get("outputs", {}).get("parameters", []):
             run.outputs[output["name"]] = _pod_path(output_dir, output["valueFrom"]["path"]).read_text()
-            values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]
+            self.values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]
         for artifact in template.get("outputs", {}).get("artifacts", []):
             assert artifact.get("archive") == {"none": {}}, f"{artifact['name']}: the UI shows only unarchived files"
-            stored = artifact_repository / WORKFLOW_NAME / name / artifact["name"]
+            stored = self.workdir / "artifact-repository" / WORKFLOW_NAME / name / artifact["name"]
             stored.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_pod_path(output_dir, artifact["path"]), stored)
             run.artifacts[artifact["name"]] = stored
@@ -289,5 +313,4 @@ def run_workflow(
                         **{f"outputs.parameters.{k}": v for k, v in run.outputs.items()}}  # fmt: skip
         for metric in template.get("metrics", {}).get("prometheus", []):
             run.gauges[metric["name"]] = substitute(metric["gauge"]["value"], metric_scope)
-        runs[name] = run
-    return runs
+        self.runs[name] = run

@@ -16,7 +16,8 @@ so tests can check them against what the cluster enforces (tests/pod_security.py
   it has no securityContext of its own. Volume `kserve-provision-location` (emptyDir) at /mnt/models.
 
 What this stand-in does not model: mutating webhooks other than KServe's, LimitRanges, the kubelet's image
-pull, and Argo's init-less mode (opt-in; it mounts an `image` volume).
+pull, volume mounts (Argo's /mainctrfs mirrors and subPath mounts: the executed-DAG test runs the real
+commands instead), and Argo's init-less mode (opt-in; it mounts an `image` volume).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-EXECUTOR_USER = 8737  # quay.io/argoproj/argoexec's numeric USER (common.MinimalCtrSC uses the same uid)
+EXECUTOR_USER = 8737  # the numeric USER of argoexec:<version>-nonroot (the plain image has none: root)
 KSERVE_STORAGE_INITIALIZER_USER = 1000  # python/storage-initializer.Dockerfile `USER 1000`
 MINIMAL_CONTAINER_CONTEXT = {
     "capabilities": {"drop": ["ALL"]}, "privileged": False, "runAsNonRoot": True, "runAsUser": EXECUTOR_USER,
@@ -69,7 +70,7 @@ def workflow_pods(manifest: dict, executor: dict) -> dict[str, dict]:
             main = copy.deepcopy(template["container"])
             main["name"] = "main"
             main["command"] = ["/var/run/argo/argoexec", "emissary", "--", *main.get("command", [])]
-            containers = [main, _executor_container("wait", executor, False)]
+            containers = [_executor_container("wait", executor, False), main]  # Argo appends wait first
             init = [_executor_container("init", executor, False)]
             if template.get("inputs", {}).get("artifacts"):
                 volumes.append(_emptydir("input-artifacts"))
@@ -132,7 +133,8 @@ def predictor_pod(service: dict, storage_containers: dict[str, dict]) -> dict:
     }
     chosen = service["spec"]["predictor"].get("storageContainerName", "default")
     if chosen not in storage_containers:
-        raise KeyError(f"ClusterStorageContainer {chosen!r} does not exist: KServe rejects the InferenceService")
+        raise KeyError(f"ClusterStorageContainer {chosen!r} does not exist: KServe's pod webhook refuses every "
+                       "predictor pod, and the InferenceService stays pending")  # fmt: skip
     initializer = _merge_container(initializer, storage_containers[chosen]["spec"]["container"])
     user.setdefault("volumeMounts", []).append(
         {"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": True}
@@ -143,7 +145,8 @@ def predictor_pod(service: dict, storage_containers: dict[str, dict]) -> dict:
 
 
 # What KServe's kserve.yaml (kustomize install) ships as ClusterStorageContainer `default`
-# (config/storagecontainers/default.yaml): no securityContext.
+# (config/storagecontainers/default.yaml): no securityContext. (The Helm chart's carries its
+# kserve.storage.containerSecurityContext, which has no seccompProfile unless set, as cluster-conf does.)
 KSERVE_DEFAULT_STORAGE_CONTAINER = {
     "metadata": {"name": "default"},
     "spec": {"container": {"name": "storage-initializer", "image": "kserve/storage-initializer:v0.20.0"},

@@ -168,22 +168,30 @@ def free_port_block(width: int = 7) -> int:
     raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
-def build_image(project: Path) -> str:
+@contextmanager
+def built_image(project: Path):
     """`make image` in `project`: the project image at its HEAD (docker/build.sh: podman here), tagged
-    mlcore:<commit>. Only the code layer is new when the locked environment was built before (one build per
-    test run: .ci/run builds HEAD's image first); EXTRA_CA_CERTS passes through for its downloads."""
+    mlcore:<commit>; yields its digest and removes the tags afterwards. Only the code layer is new when the
+    locked environment was built before (one build per test run: `make test` builds HEAD's image first);
+    EXTRA_CA_CERTS passes through for its downloads."""
+    engine = os.environ.get("CONTAINER_ENGINE") or "podman"
     result = subprocess.run(["bash", "docker/build.sh"], cwd=project, capture_output=True, text=True)
     if result.returncode != 0:
         raise AssertionError(
             f"the project image did not build (`make podman-setup` installs podman):\n{result.stdout}\n{result.stderr}"
         )
-    return f"mlcore:{git(project, 'rev-parse', 'HEAD').strip()}"
+    commit = git(project, "rev-parse", "HEAD").strip()
+    tags = [f"mlcore:{commit}", f"mlcore:{git(project, 'rev-parse', '--short', 'HEAD').strip()}"]
+    try:
+        yield subprocess.run([engine, "image", "inspect", "--format", "{{.Digest}}", tags[0]], check=True,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    finally:
+        subprocess.run([engine, "rmi", *tags], capture_output=True)
 
 
 @contextmanager
-def git_daemon(base: Path):
+def git_daemon(base: Path, port: int):
     """A git server on loopback (git://127.0.0.1:PORT/<repo>) that accepts pushes, for pods in containers."""
-    port = free_port_block(1)
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", f"--base-path={base}",
          "--listen=127.0.0.1", f"--port={port}", str(base)],

@@ -69,6 +69,11 @@ def violations(pod: dict, image_users: dict[str, int] | None = None) -> list[str
             broken(f"volume {volume['name']}", f"volume types: {', '.join(sorted(kinds))} is not allowed")
     _check_selinux(pod_context, "pod", broken)
     _check_apparmor(pod_context, "pod", broken)
+    for key, value in (pod.get("metadata", {}).get("annotations") or {}).items():
+        if key.startswith("container.apparmor.security.beta.kubernetes.io/") and not (
+            value == "runtime/default" or value.startswith("localhost/")
+        ):
+            broken(f"annotation {key}", f"AppArmor: {value} is not allowed")
     if pod_context.get("runAsUser") == 0:
         broken("pod", "running as non-root user: runAsUser must not be 0")
     pod_seccomp = (pod_context.get("seccompProfile") or {}).get("type")

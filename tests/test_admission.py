@@ -11,6 +11,7 @@ import re
 import pytest
 import yaml
 
+from mlcore.params import load_params
 from tests.argo_local import NodeResult, classify, should_retry
 from tests.argo_pods import (
     EXECUTOR_USER,
@@ -22,6 +23,7 @@ from tests.argo_pods import (
 )
 from tests.helpers import REPO_ROOT
 from tests.pod_security import violations
+from workflows.pipeline import image
 from workflows.serving import inference_service
 
 CLUSTER_CONF = REPO_ROOT / "cluster-conf"
@@ -38,7 +40,7 @@ def image_user() -> int:
 
 def image_users(executor: dict) -> dict[str, int]:
     return {
-        "{{workflow.parameters.image}}": image_user(),
+        image(load_params(REPO_ROOT / "params.yaml").cluster): image_user(),
         "registry.example/mlcore@sha256:0": image_user(),
         "kserve/storage-initializer:v0.20.0": KSERVE_STORAGE_INITIALIZER_USER,
         **({executor["image"]: EXECUTOR_USER} if executor.get("image", "").endswith("-nonroot") else {}),

@@ -17,6 +17,7 @@ from mlcore.params import load_params
 from mlcore.storage.seaweed import Credentials, LocalS3Server
 from tests.helpers import REPO_ROOT, free_port_block
 from workflows.pipeline import ARTIFACT_GC_ACCOUNT, GIT_SECRET, NAMESPACE, S3_SECRET, SERVICE_ACCOUNT
+from workflows.pods import UID
 from workflows.serving import DEPLOYER_ACCOUNT, SERVING_ACCOUNT, SERVING_SECRET, STORAGE_CONTAINER
 
 CLUSTER_CONF = REPO_ROOT / "cluster-conf"
@@ -129,7 +130,11 @@ def test_controller_configuration_pins_every_argo_image_and_secures_the_executor
     executor = yaml.safe_load(data["executor"])
     assert executor["image"] == f"quay.io/argoproj/argoexec:{ARGO_RELEASE}-nonroot"  # USER 8737; plain runs as root
     assert executor["securityContext"]["allowPrivilegeEscalation"] is False
-    assert yaml.safe_load(data["workflowRestrictions"])["templateReferencing"] in ("Strict", "Secure")
+    assert yaml.safe_load(data["workflowRestrictions"])["templateReferencing"] == "Strict"  # Secure: see the file
+    assert executor["resources"]["requests"] == executor["resources"]["limits"]  # Guaranteed QoS
+    # init writes input artifacts into the pod's volumes with mode 0700 (workflow/executor/executor.go): it must
+    # run as the stages' uid, which it inherits from the pod when the executor sets none
+    assert executor["securityContext"].get("runAsUser", UID) == UID
     assert yaml.safe_load(data["failedPodRestart"])["enabled"] is True
 
 
@@ -205,3 +210,5 @@ def test_controller_configuration_parses_as_argo_parses_it():
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
     assert set(yaml.safe_load(data["workflowRestrictions"])) == {"templateReferencing"}
     assert set(yaml.safe_load(data["failedPodRestart"])) <= {"enabled", "maxRestarts"}
+    assert set(yaml.safe_load(data["metricsConfig"])) <= {"enabled", "path", "port", "metricsTTL", "ignoreErrors",
+                                                          "secure", "modifiers", "temporality"}  # fmt: skip

@@ -4,11 +4,14 @@ record of, every operation's hash must match it exactly; on a new class the prob
 
 import json
 
+import pytest
+
 from mlcore.hardware import class_id, describe
 from mlcore.ops.probe import RECORDS, compare
 from tests.helpers import REPO_ROOT, run
 
 
+@pytest.mark.slow
 def test_this_machine_matches_its_hardware_class_record(tmp_path):
     result = run(REPO_ROOT, "python", "-m", "mlcore.ops.probe")  # exits non-zero on a mismatch with its own class
     record = REPO_ROOT / RECORDS / f"{class_id(describe())}.json"

@@ -1,28 +1,40 @@
 """The whole `dvc repro` on a tiny configuration in a fresh git repository: real DVC, real TensorFlow.
 
-One module-scoped project keeps the suite fast: each test builds on the state the previous one left.
+One module-scoped reproduced project keeps the suite fast; a test that changes a project works on its own
+copy of it, so the tests run alone and in any order.
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, git, run, write_params
 
+pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
+
 STAGES = ("fetch", "prepare", "train", "calibrate", "evaluate")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny project after one `dvc repro`, and what that repro printed."""
     root = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
     write_params(root, TINY_OVERRIDES)
     git(root, "commit", "-qam", "tiny configuration")
-    return root
+    return root, run(root, "dvc", "repro").stdout
+
+
+@pytest.fixture
+def project(reproduced, tmp_path) -> Path:
+    """A copy of the reproduced project (its DVC cache included) for a test to change."""
+    return Path(shutil.copytree(reproduced[0], tmp_path / "project", symlinks=True))
 
 
 def lock(project) -> dict:
@@ -45,10 +57,10 @@ def test_too_many_bad_files_stop_prepare_and_write_nothing(project):
     write_params(project, TINY_OVERRIDES)
 
 
-def test_repro_runs_every_stage_and_reports_metrics(project):
-    result = run(project, "dvc", "repro")
-    for stage in STAGES[1:]:  # fetch already ran in the previous test
-        assert f"Running stage '{stage}'" in result.stdout
+def test_repro_runs_every_stage_and_reports_metrics(reproduced):
+    project, printed = reproduced
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in printed
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     for model in ("raw", "calibrated", "baseline_majority_class"):
         assert {"pixel_accuracy", "mean_iou", "mean_dice", "ece", "per_class"} <= set(evaluation[model])
@@ -62,7 +74,8 @@ def test_repro_runs_every_stage_and_reports_metrics(project):
         assert (project / plot).stat().st_size > 0
 
 
-def test_second_repro_is_a_no_op(project):
+def test_second_repro_is_a_no_op(reproduced):
+    project, _ = reproduced
     before = (project / "dvc.lock").read_text()
     result = run(project, "dvc", "repro")
     assert "Running stage" not in result.stdout
@@ -75,7 +88,8 @@ def test_forced_repro_gives_the_same_lock(project):
     assert lock(project) == first_run
 
 
-def test_training_uses_the_searched_configuration(project):
+def test_training_uses_the_searched_configuration(reproduced):
+    project, _ = reproduced
     stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert any(dep["path"] == "tuning/best.json" for dep in stages["train"]["deps"])
     assert {name.split("@")[0] for name in stages} >= {"plan", "rung0", "rung1", "select"}

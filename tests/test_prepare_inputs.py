@@ -40,6 +40,7 @@ def sample_with_bad_files(raw: Path) -> None:
     rewrite_archive(raw / IMAGES_ARCHIVE, {"images/Abyssinian_901.jpg": b"", "images/Abyssinian_902.jpg": b"GIF8?"})
 
 
+@pytest.mark.slow
 def test_two_prepare_runs_with_an_empty_and_an_unidentifiable_image_are_byte_identical(tmp_path):
     project = copy_project(tmp_path / "project")
     write_params(project, {"prepare": {"image_size": 32, "samples_per_shard": 16, "max_bad_fraction": 0.2}})

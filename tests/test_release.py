@@ -11,6 +11,8 @@ import pytest
 from mlcore.calibration import apply_calibrator, fit_calibrator
 from tests.helpers import copy_project, run, write_params
 
+pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
+
 
 def test_failed_gate_prints_the_table_exits_non_zero_and_exports_nothing(tmp_path):
     project = copy_project(tmp_path / "project")

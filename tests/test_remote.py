@@ -16,6 +16,8 @@ from botocore.exceptions import ClientError
 from mlcore.ops.dvc_state import default_remote
 from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, free_port_block, git, run, write_params
 
+pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
+
 
 def md5_tree(folder):
     return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()

@@ -10,6 +10,8 @@ import pytest
 from mlcore.hardware import class_id
 from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, free_port_block, git, run, write_params
 
+pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
+
 IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}  # fmt: skip
 

@@ -19,6 +19,8 @@ from PIL import Image
 from mlcore.storage.seaweed import Credentials, LocalS3Server
 from tests.helpers import REPO_ROOT, VENV_BIN, free_port_block
 
+pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
+
 MODEL = "pet-segmenter"
 SIZE = 32
 CALIBRATOR = {"method": "temperature", "temperature": 0.7}

@@ -70,7 +70,7 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {"PATH": f"{registry}:{VENV_BIN}:/usr/bin:/bin", "ARGO_SERVER": f"http://127.0.0.1:{server.server_port}",
-               "ARGO_TOKEN": TOKEN, "MLCORE_IMAGE_REPO": "registry.example/mlcore"}  # fmt: skip
+               "ARGO_TOKEN": TOKEN}  # fmt: skip
         result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "-p", "s3-bucket=pets", env=env)
     finally:
         server.shutdown()
@@ -82,7 +82,7 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
     parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters == {
         "revision": commit,  # the commit, never a tag name the image's repository may lack
-        "image": f"registry.example/mlcore@{DIGEST}",  # by digest: a tag can be moved
+        "image-digest": DIGEST,  # of params.yaml cluster.image_repository:<commit>: a tag can be moved
         "retrain": "false",
         "s3-bucket": "pets",
     }
@@ -91,6 +91,7 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
     }  # fmt: skip
     assert workflow["metadata"]["annotations"] == {"mlcore.dev/revision": "model@v1.2.0"}
     assert "submitted mlcore-pipeline-x7k2p" in result.stdout
+    assert f"docker://ghcr.io/example/mlcore:{commit}" in (registry.parent / "skopeo.argv").read_text()
     assert TOKEN not in result.stdout + result.stderr
 
 
@@ -105,7 +106,7 @@ def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry,
     project, commit = tagged
     env = _argo_cli(registry, tmp_path)
     result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce", "--any-hardware",
-                 "-p", "git-remote=https://git.example/mlcore.git", env=env)  # fmt: skip
+                 env=env)  # fmt: skip
     assert (tmp_path / "argv").read_text().split()[:5] == ["submit", "-n", "mlcore", "-o", "name"]
     workflow = yaml.safe_load((tmp_path / "submitted.yaml").read_text())
     assert workflow["spec"]["workflowTemplateRef"]["name"] == "mlcore-reproduce"
@@ -113,13 +114,12 @@ def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry,
     assert {k: v for k, v in parameters.items() if not k.startswith("cpu-")} == {
         "revision": commit,
         "tag": "model@v1.2.0",
-        "image": f"ghcr.io/example/mlcore@{DIGEST}",
-        "git-remote": "https://git.example/mlcore.git",
+        "image-digest": DIGEST,
         "run-anywhere-os": "linux",  # --any-hardware: the pinning's off switch
     }
     assert "submitted workflow.argoproj.io/mlcore-reproduce-abcde" in result.stdout
 
-    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce", "-p", "git-remote=x",
+    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce",
                   env=env, check=False)  # fmt: skip
     assert refused.returncode != 0 and "is not a tag" in refused.stderr
     unknown = run(project, "python", "-m", "workflows.submit", "model@v9.9.9", env=env, check=False)
@@ -149,7 +149,6 @@ def test_a_tag_the_pipeline_published_replays_with_the_image_of_its_runs_commit(
     # pinned to the tag's CPU micro-architecture, by Node Feature Discovery's labels
     assert (parameters["cpu-vendor_id"], parameters["cpu-family"], parameters["cpu-id"]) == ("AMD", "25", "17")
     assert parameters["run-anywhere-os"] == "none"
-    assert parameters["git-remote"] == str(project)  # the clone's origin
     assert f"docker://ghcr.io/example/mlcore:{commit}" in (tmp_path / "skopeo.argv").read_text()
 
     (workspace / "README.md").write_text("changed code\n")
@@ -168,5 +167,5 @@ def test_an_image_that_cannot_be_pinned_by_digest_is_refused(tagged, tmp_path):
     env = _argo_cli(tmp_path / "bin", tmp_path)  # no skopeo, no crane on PATH
     refused = run(project, "python", "-m", "workflows.submit", "HEAD", env=env, check=False)
     assert refused.returncode != 0 and "by digest" in refused.stderr
-    pinned = run(project, "python", "-m", "workflows.submit", "HEAD", "--image", f"r.example/m@{DIGEST}", env=env)
+    pinned = run(project, "python", "-m", "workflows.submit", "HEAD", "--image-digest", DIGEST, env=env)
     assert "submitted" in pinned.stdout

@@ -79,6 +79,7 @@ def outputs(project) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_tiny_search_runs_end_to_end_and_reruns_byte_for_byte(tmp_path):
     project = copy_project(tmp_path / "project")
     write_params(project, {**TINY_OVERRIDES, **TINY_SEARCH})

@@ -84,7 +84,7 @@ def inference_service(name: str, namespace: str, image: str, storage_uri: str, v
     }  # fmt: skip
 
 
-def for_revision(ref: str, image_repo: str, bucket: str, s3_endpoint: str) -> dict:
+def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str) -> dict:
     """The InferenceService of the release committed at `ref` (its dvc.lock names the release folder)."""
     import subprocess
 
@@ -106,20 +106,20 @@ def for_revision(ref: str, image_repo: str, bucket: str, s3_endpoint: str) -> di
         raise SystemExit(f"error: {ref} has no release in its dvc.lock; run `make run` (the gate must pass) and commit")
     release_md5 = stages["release"]["outs"][0]["md5"]
     name = params.release.model_name
-    return inference_service(name, NAMESPACE, f"{image_repo}:{commit}", storage_prefix(bucket, name, release_md5),
+    repository = image_repo or params.cluster.image_repository
+    return inference_service(name, NAMESPACE, f"{repository}:{commit}", storage_prefix(bucket, name, release_md5),
                              ref, commit, f"s3://{bucket}/feedback", s3_endpoint)  # fmt: skip
 
 
 if __name__ == "__main__":
     import argparse
-    import os
 
     import yaml
 
     parser = argparse.ArgumentParser(description="Print the KServe InferenceService of a release: "
                                      "`make inference-service REF=model@v1.0.0 | kubectl apply -f -`")  # fmt: skip
     parser.add_argument("ref")
-    parser.add_argument("--image-repo", default=os.environ.get("MLCORE_IMAGE_REPO", "ghcr.io/example/mlcore"))
+    parser.add_argument("--image-repo", help="default: params.yaml cluster.image_repository at REF")
     parser.add_argument("--bucket", default="mlcore")
     parser.add_argument("--s3-endpoint", default="http://mlcore-s3.mlcore.svc:8333")
     arguments = parser.parse_args()

@@ -1,11 +1,13 @@
 """Submit a run of a WorkflowTemplate for one git revision: `make submit REF=model@v1.0.0`.
 
-`python -m workflows.submit REF [--reproduce] [--retrain] [-p NAME=VALUE ...] [--image IMAGE] [--dry-run]`
+`python -m workflows.submit REF [--reproduce [--any-hardware]] [--retrain] [-p NAME=VALUE ...] [--image-digest D]`
 
 The revision is resolved to its commit here, so the Workflow is labelled with the exact commit (and the
 tag, when REF is one) and runs the image built at that commit (`make image`, pushed as
-$MLCORE_IMAGE_REPO:<commit>), named by digest: a tag can be moved, a digest cannot (`skopeo` or `crane`
-resolves it; or pass --image REPO@sha256:...). To replay a tag, the image is the one of the commit whose
+<params.yaml cluster.image_repository>:<commit>), named by digest: a tag can be moved, a digest cannot
+(`skopeo` or `crane` resolves it; or pass --image-digest sha256:...). The repository itself is fixed in the
+templates: a Workflow can choose only which build of this project's image runs with the Secrets.
+To replay a tag, the image is the one of the commit whose
 code the tag holds: a tag made by the pipeline's publish task is a commit on top of the run's commit that
 changes only dvc.lock and the provenance record, and no image was built for it.
 It goes through the `argo` CLI when it is on PATH (your kubeconfig), else through the Argo Server API with
@@ -30,7 +32,6 @@ from hera.workflows.models import WorkflowTemplateRef
 from workflows.pipeline import NAMESPACE, NFD_LABELS, PIPELINE, REPRODUCE
 from workflows.task import RECORD_FILES
 
-DEFAULT_IMAGE_REPO = "ghcr.io/example/mlcore"
 LABEL_PREFIX = "mlcore.dev"
 
 
@@ -83,17 +84,25 @@ def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
     return {**{f"cpu-{k}": v for k, v in labels.items()}, "run-anywhere-os": "linux" if anywhere else "none"}
 
 
-def image_by_digest(image: str) -> str:
-    """`image` pinned by digest, resolved with skopeo or crane from the registry."""
-    if "@sha256:" in image:
-        return image
+def image_repository(commit: str) -> str:
+    """params.yaml cluster.image_repository at `commit`: the templates run images from there only."""
+    import yaml
+
+    from mlcore.params import Params
+
+    params = Params.model_validate(yaml.safe_load(_git("show", f"{commit}:params.yaml")))
+    return params.cluster.image_repository
+
+
+def image_digest(image: str) -> str:
+    """The digest of `image` (repo:tag), resolved with skopeo or crane from the registry: a tag can be moved."""
     for command in (["skopeo", "inspect", "--format", "{{.Digest}}", f"docker://{image}"], ["crane", "digest", image]):
         if shutil.which(command[0]):
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SubmitError(f"{command[0]} cannot resolve {image}: {result.stderr.strip()}; push the image first")
-            return f"{image.rsplit(':', 1)[0]}@{result.stdout.strip()}"
-    raise SubmitError(f"cannot pin {image} by digest: install skopeo or crane, or pass --image REPO@sha256:...")
+            return result.stdout.strip()
+    raise SubmitError(f"cannot pin {image} by digest: install skopeo or crane, or pass --image-digest sha256:...")
 
 
 def label_value(text: str) -> str:
@@ -113,11 +122,11 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def build_workflow(
-    ref: str, commit: str, tag: str | None, image: str, reproduce: bool, retrain: bool, extra: dict[str, str]
+    ref: str, commit: str, tag: str | None, digest: str, reproduce: bool, retrain: bool, extra: dict[str, str]
 ) -> Workflow:
     """`commit` is the commit the image was built at; the Workflow runs exactly that (never a movable name)."""
     template = REPRODUCE if reproduce else PIPELINE
-    arguments = {"revision": commit, "image": image}
+    arguments = {"revision": commit, "image-digest": digest}
     if reproduce:
         if not tag:
             raise SubmitError(f"{ref} is not a tag: reproduce replays a released model, e.g. REF=model@v1.0.0")
@@ -125,8 +134,6 @@ def build_workflow(
     else:
         arguments["retrain"] = str(retrain).lower()
     arguments.update(extra)
-    if reproduce and not arguments.get("git-remote"):
-        raise SubmitError("reproduce fetches the tag in its pods: pass -p git-remote=https://... (the repository URL)")
     labels = {f"{LABEL_PREFIX}/commit": commit, f"{LABEL_PREFIX}/template": template}
     if tag:
         labels[f"{LABEL_PREFIX}/tag"] = label_value(tag)
@@ -180,8 +187,8 @@ def main() -> None:
         help="with --reproduce: any node, not only the tag's hardware class (bits may then differ)",
     )
     parser.add_argument(
-        "--image",
-        help="image built at REF's code, by digest (default: $MLCORE_IMAGE_REPO:<commit>, resolved to its digest)",
+        "--image-digest",
+        help="digest of the image built at REF's code (default: that of <cluster.image_repository>:<commit>)",
     )
     parser.add_argument(
         "-p",
@@ -200,13 +207,10 @@ def main() -> None:
         extra = parse_parameters(arguments.parameter)
         if arguments.reproduce and tag:
             extra = {**hardware_parameters(tagged_commit, arguments.any_hardware), **extra}
-        if arguments.reproduce and "git-remote" not in extra:
-            origin = subprocess.run(["git", "remote", "get-url", "origin"], capture_output=True, text=True)
-            if origin.returncode == 0:
-                extra["git-remote"] = origin.stdout.strip()
-        repository = os.environ.get("MLCORE_IMAGE_REPO", DEFAULT_IMAGE_REPO)
-        image = image_by_digest(arguments.image or f"{repository}:{commit}")
-        workflow = build_workflow(arguments.ref, commit, tag, image, arguments.reproduce, arguments.retrain, extra)
+        digest = arguments.image_digest or image_digest(f"{image_repository(commit)}:{commit}")
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise SubmitError(f"image digest {digest!r}: expected sha256: and 64 hex digits")
+        workflow = build_workflow(arguments.ref, commit, tag, digest, arguments.reproduce, arguments.retrain, extra)
         if arguments.dry_run:
             print(workflow.to_yaml())
             return

@@ -17,6 +17,7 @@ record may differ, as for a tag that the pipeline's publish task made).
   writes the provenance record and, with --git-push, commits both and tags the model.
 `python -m workflows.task verify` compares every output with the checked-out dvc.lock and fails on the
   first divergence (the reproduce workflow).
+`python -m workflows.task check-serving --url URL --commit C` waits until the deployed model reports C.
 
 Entries arrive as files, one dvc.lock entry (JSON) per upstream stage in $MLCORE_INPUTS_DIR/entries/.
 Parallel pods never share a dvc.lock: each edits its own clone's, and only entries travel.
@@ -111,7 +112,7 @@ def checkout_tag(tag: str, remote: str) -> None:
     """Fetch `tag` from `remote` and check it out, refusing a tag whose code is not the image's."""
     if not remote:
         sys.exit(f"error: --git-remote is empty; the tag {tag!r} is fetched from the repository that holds it")
-    _git_authenticated("fetch", "--quiet", "--no-tags", remote, f"refs/tags/{tag}:refs/tags/{tag}")
+    _git_authenticated(remote, "fetch", "--quiet", "--no-tags", remote, f"refs/tags/{tag}:refs/tags/{tag}")
     changed = set(_run("git", "diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
     if changed - RECORD_FILES:
         code = ", ".join(sorted(changed - RECORD_FILES))
@@ -211,11 +212,15 @@ def merge(entries: dict[str, dict]) -> None:
     write_entries({name: entries[name] for name in order})
 
 
-def _git_authenticated(*args: str) -> None:
-    """git with the token from MLCORE_GIT_TOKEN (Secret mlcore-git), handed to git by a credential
-    helper that reads the variable: the token is never on a command line or in a file."""
-    helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
-    subprocess.run(["git", "-c", "credential.helper=", "-c", f"credential.helper={helper}", *args], check=True)
+def _git_authenticated(remote: str, *args: str) -> None:
+    """git against `remote` with the token from MLCORE_GIT_TOKEN (Secret mlcore-git), handed to git by a
+    credential helper that reads the variable: the token is never on a command line or in a file, and it is
+    offered to that https URL alone (scoped helper), never over plain http or to another host."""
+    config = ["-c", "credential.helper="]
+    if remote.startswith("https://") and os.environ.get("MLCORE_GIT_TOKEN"):
+        helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
+        config += ["-c", f"credential.{remote}.helper={helper}"]
+    subprocess.run(["git", *config, *args], check=True)
 
 
 def upload(files: dict[str, Path], url: str) -> None:
@@ -271,7 +276,7 @@ def publish(entries: dict[str, dict], push: bool, remote: str, branch: str, rele
                "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local"}  # fmt: skip
         subprocess.run([sys.executable, "-m", "mlcore.ops.release", release], check=True, env=env)
         refspecs.append(f"refs/tags/model@{release}")
-    _git_authenticated("push", remote, *refspecs)
+    _git_authenticated(remote, "push", remote, *refspecs)
     print(f"pushed {', '.join(refspecs)} to {remote}")
 
 
@@ -285,6 +290,28 @@ def verify(entries: dict[str, dict], revision: str) -> None:
     if message := first_divergence(rows):
         sys.exit(message)
     print(f"all {len(rows)} outputs of {revision} reproduced byte for byte")
+
+
+def check_serving(url: str, commit: str, timeout_s: float, interval_s: float = 5.0) -> None:
+    """Wait until the deployed server's V2 metadata names the released commit: KServe's status alone can still
+    describe the previous model right after an update, and a rollout answers from old pods for a while."""
+    import time
+
+    import requests
+
+    deadline, answer = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            metadata = requests.get(url, timeout=5).json()
+            served = (metadata.get("versions"), metadata.get("parameters", {}).get("git_commit"))
+            answer = f"version {served[0]}, commit {served[1]}"
+            if served == ([commit], commit):
+                print(f"{url} serves the model of commit {commit}")
+                return
+        except (requests.RequestException, ValueError) as exc:
+            answer = f"{type(exc).__name__}: {exc}"
+        time.sleep(interval_s)
+    sys.exit(f"error: after {timeout_s:.0f} s {url} still answers {answer}, not the model of commit {commit}")
 
 
 def main() -> None:
@@ -302,7 +329,11 @@ def main() -> None:
     published.add_argument("--release", default="", help="tag the model as model@RELEASE (needs --git-push true)")
     published.add_argument("--model-name", default="pet-segmenter", help="params.yaml release.model_name")
     verified = commands.add_parser("verify")
-    for command in (stage, published, verified):
+    serving = commands.add_parser("check-serving")
+    serving.add_argument("--url", required=True, help="the model's V2 metadata URL")
+    serving.add_argument("--commit", required=True, help="the commit the released model must report")
+    serving.add_argument("--timeout", type=float, default=900, help="seconds to wait for it")
+    for command in (stage, published, verified, serving):
         command.add_argument("--revision", default="HEAD", help="the commit the image was built at")
     for command in (stage, verified):
         command.add_argument("--checkout", default="", help="work at this tag, fetched from --git-remote")
@@ -315,6 +346,8 @@ def main() -> None:
     if arguments.command == "stage":
         run_stage(arguments.name, read_entries(), arguments.retrain == "true", arguments.publish,
                   arguments.work_prefix)  # fmt: skip
+    elif arguments.command == "check-serving":
+        check_serving(arguments.url, arguments.commit, arguments.timeout)
     elif arguments.command == "publish":
         publish(read_entries(), arguments.git_push == "true", arguments.git_remote,
                 arguments.branch, arguments.release, arguments.model_name)  # fmt: skip

@@ -1,0 +1,76 @@
+"""Stands in for KServe (Standard mode) when the deploy task applies an InferenceService: no Kubernetes runs here.
+
+What it does, as KServe's controller and webhook would (tests/argo_pods.py cites the source): copies the objects
+under the predictor's STORAGE_URI into a folder mounted read-only at /mnt/models (the storage initializer),
+rewrites STORAGE_URI to /mnt/models, and runs the predictor's own container (image, command, args, env with
+its secretKeyRefs resolved) as its securityContext says: uid 1000, read-only root filesystem, its /tmp volume.
+The Service (port 80 -> 8080) is stood in for by the host port it returns. Not modelled: probes, rollouts,
+status conditions, the ServiceAccount's credentials injection (the folder is filled with the test's keys).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.helpers import free_port_block
+
+
+class KServeStandIn:
+    def __init__(self, workdir: Path, s3_client, secrets: dict, images: dict[str, str], engine: str | None = None):
+        """`images` maps an image reference (repository@digest) to the local tag of that build."""
+        self.workdir, self.s3, self.secrets, self.images = workdir, s3_client, secrets, images
+        self.engine = engine or os.environ.get("CONTAINER_ENGINE") or "podman"
+        self.port = free_port_block(1)
+        self.containers: list[str] = []
+        self.services: list[dict] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def apply(self, service: dict) -> None:
+        assert service["kind"] == "InferenceService" and service["apiVersion"] == "serving.kserve.io/v1beta1"
+        self.services.append(service)
+        (container,) = service["spec"]["predictor"]["containers"]
+        env = {e["name"]: e.get("value") or self._secret(e["valueFrom"]["secretKeyRef"]) for e in container["env"]}
+        models = self._storage_initializer(env.pop("STORAGE_URI"))
+        env["STORAGE_URI"] = "/mnt/models"
+        tmp = self.workdir / f"predictor-{len(self.containers)}-tmp"
+        tmp.mkdir(parents=True)
+        os.chown(tmp, 1000, 1000)
+        env_file = self.workdir / f"predictor-{len(self.containers)}.env"
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        args = [str(self.port) if previous == "--port" else arg
+                for previous, arg in zip(["", *container["args"]], container["args"], strict=True)]  # fmt: skip
+        name = f"mlcore-predictor-{os.getpid()}-{len(self.containers)}"
+        subprocess.run([self.engine, "run", "--detach", "--rm", "--name", name, "--network", "host", "--read-only",
+                        "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                        "--env-file", str(env_file), "--volume", f"{models}:/mnt/models:ro", "--volume", f"{tmp}:/tmp",
+                        self.images[container["image"]], *container["command"], *args],
+                       check=True, capture_output=True)  # fmt: skip
+        self.containers.append(name)
+
+    def _secret(self, ref: dict) -> str:
+        return self.secrets[ref["name"]][ref["key"]]
+
+    def _storage_initializer(self, uri: str) -> Path:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        target = self.workdir / f"models-{len(self.containers)}"
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+        for item in (item for page in pages for item in page.get("Contents", [])):
+            path = target / item["Key"].removeprefix(f"{prefix}/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(bucket, item["Key"], str(path))
+        assert (target / "release.json").is_file(), f"{uri} holds no release"
+        return target
+
+    def logs(self) -> str:
+        return "".join(subprocess.run([self.engine, "logs", name], capture_output=True, text=True).stdout
+                       for name in self.containers)  # fmt: skip
+
+    def stop(self) -> None:
+        for name in self.containers:
+            subprocess.run([self.engine, "rm", "--force", name], capture_output=True)
