@@ -44,7 +44,7 @@ class KServeStandIn:
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
         args = [str(self.port) if previous == "--port" else arg
-                for previous, arg in zip(["", *container["args"]], container["args"], strict=True)]  # fmt: skip
+                for previous, arg in zip(["", *container["args"][:-1]], container["args"], strict=True)]  # fmt: skip
         name = f"mlcore-predictor-{os.getpid()}-{len(self.containers)}"
         subprocess.run([self.engine, "run", "--detach", "--rm", "--name", name, "--network", "host", "--read-only",
                         "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
