@@ -91,6 +91,7 @@ bench: setup
 	python -m bench.restore_vs_retrain
 	python -m bench.serving_load
 	python -m bench.isa_cap
+	python -m bench.warmup
 
 clean:
 	rm -rf .cache logs
