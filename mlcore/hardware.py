@@ -30,6 +30,9 @@ X86_LEVELS = (
     ("x86-64-v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
 )
 CACHE_ROOT = Path("/sys/devices/system/cpu/cpu0/cache")
+# Node Feature Discovery's CPU labels (feature.node.kubernetes.io/cpu-model.*): where a replay can be pinned
+NFD_LABELS = ("vendor_id", "family", "id")
+NFD_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -41,6 +44,12 @@ def _cpuinfo() -> dict[str, str]:
     except OSError:
         pass
     return fields
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`), sorted."""
+    info = _cpuinfo()
+    return sorted(info.get("flags", info.get("Features", "")).split())
 
 
 def isa_level(flags: set[str]) -> str:
@@ -88,7 +97,7 @@ def describe() -> dict:
     import tensorflow as tf
 
     info = _cpuinfo()
-    flags = set(info.get("flags", info.get("Features", "")).split())
+    flags = set(cpu_flags())
     build = tf.sysconfig.get_build_info()
     return {
         "cpu": {
@@ -111,19 +120,19 @@ def describe() -> dict:
 
 
 def class_id(description: dict) -> str:
-    """A readable, file-name-safe id: vendor, ISA level, caches, TensorFlow, plus a digest of every fact."""
-    cpu = description["cpu"]
-    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpu["vendor"], cpu["vendor"]).lower()
-    per_core = sorted((name, size) for name, size in cpu["caches"].items() if name in ("L1d", "L2"))
-    cache = "-".join(f"{name.lower()}{size.lower()}" for name, size in per_core)
-    digest = hashlib.sha256(json.dumps(_identity(description), sort_keys=True).encode()).hexdigest()[:10]
+    """A readable, file-name-safe id: vendor, ISA level, per-core caches, TensorFlow, plus a digest of every fact."""
+    identity = _identity(description)
+    cpu = identity["cpu"]
+    vendor = NFD_VENDORS.get(cpu["vendor"], cpu["vendor"])
+    cache = "-".join(f"{name}{size}" for name, size in sorted(cpu["caches"].items()))
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     name = f"{vendor}-{cpu['isa_level']}-{cache}-tf{description['tensorflow']['version']}-{digest}"
     return re.sub(r"[^a-z0-9.-]+", "-", name.lower())
 
 
 def _identity(description: dict) -> dict:
     """What makes two machines one class; the model name is for people only (a CPU can be virtualised
-    under a generic name), except that an L3 size varies with the part and not the core."""
+    under a generic name), and only the per-core caches count (an L3 size varies with the part, not the core)."""
     cpu = {key: value for key, value in description["cpu"].items() if key != "model"}
     cpu["caches"] = {k: v for k, v in cpu["caches"].items() if k in ("L1d", "L2")}
     gpus = [{k: g.get(k) for k in ("device_name", "compute_capability", "driver")} for g in description["gpus"]]
@@ -134,11 +143,7 @@ def same_class(recorded: dict, current: dict) -> bool:
     return _identity(recorded) == _identity(current)
 
 
-# Node Feature Discovery's CPU labels (feature.node.kubernetes.io/cpu-model.*): where a replay can be pinned
-NFD_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}
-
-
 def node_labels(description: dict) -> dict[str, str]:
-    """The NFD label values of nodes of this class's CPU micro-architecture."""
+    """The NFD label values (NFD_LABELS) of nodes of this class's CPU micro-architecture."""
     cpu = description["cpu"]
     return {"vendor_id": NFD_VENDORS.get(cpu["vendor"], cpu["vendor"]), "family": cpu["family"], "id": cpu["model_id"]}

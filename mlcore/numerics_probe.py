@@ -37,11 +37,7 @@ def _sampled_layers(model) -> list:
     for layer in _all_layers(model):
         if layer.__class__.__name__ != "InputLayer" and not hasattr(layer, "layers"):
             by_class[layer.__class__.__name__].append(layer)
-    chosen = []
-    for layers in by_class.values():
-        picks = {0: layers[0], len(layers) // 2: layers[len(layers) // 2], len(layers) - 1: layers[-1]}
-        chosen += [picks[i] for i in sorted(picks)]
-    return chosen
+    return [layers[i] for layers in by_class.values() for i in sorted({0, len(layers) // 2, len(layers) - 1})]
 
 
 def _fixed(rng: np.random.Generator, shape: tuple, batch: int):

@@ -57,16 +57,6 @@ def lock_hashes(lock_path: Path) -> dict:
     }
 
 
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return []
-
-
 def container_image() -> str | None:
     """Set by the Argo workflow from the pod's image (with digest); absent outside a container."""
     return os.environ.get("MLCORE_IMAGE") or None
@@ -76,7 +66,7 @@ def build_record(
     params: Params, lock_path: Path, uv_lock: Path, runtime: dict, hardware: dict, allow_dirty: bool
 ) -> dict:
     """`hardware` is mlcore.hardware.describe(): the class whose machines can reproduce these bytes."""
-    from mlcore.hardware import class_id
+    from mlcore.hardware import class_id, cpu_flags
 
     return {
         "source": source_revision(allow_dirty),

@@ -137,12 +137,30 @@ def _pod_path(local_dir: Path, path: str, pod_dir: str = POD_OUTPUTS) -> Path:
     return local_dir / path.removeprefix(pod_dir)
 
 
+def container_run(engine: str, name: str, env: dict, env_file: Path, volumes: dict[Path, str]) -> list[str]:
+    """`<engine> run` options for a container as its pod spec makes the kubelet run it: uid:gid 1000, a
+    read-only root filesystem with only the given host folders (the pod's volumes, chowned to the uid)
+    writable, all capabilities dropped, no new privileges, the runtime's default seccomp profile, the host's
+    network. A volume's path may end in ":ro". Secrets go through `env_file` (mode 0600), never the command
+    line. Append the image and the command."""
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    mounts = []
+    for folder, path in volumes.items():
+        os.chown(folder, 1000, 1000)
+        mounts += ["--volume", f"{folder}:{path}"]
+    # podman's --read-only alone would still mount a writable /tmp, /var/tmp and /run; Kubernetes does not
+    read_only = ["--read-only", *(["--read-only-tmpfs=false"] if engine == "podman" else [])]
+    return [engine, "run", "--rm", "--name", name, "--network", "host", *read_only, "--user", "1000:1000",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--env-file", str(env_file),
+            *mounts]  # fmt: skip
+
+
 class ImagePods:
-    """Pods as containers of the project image (podman), with what the pod spec makes the kubelet enforce:
-    the image's own code at its commit (`mlcore:<commit>`), uid:gid 1000, a read-only root filesystem with
-    only the pod's volumes writable (host folders here, so a test can look inside afterwards), all
-    capabilities dropped, no new privileges, the runtime's default seccomp profile. The network is the
-    host's, so a pod reaches the S3 and git servers on 127.0.0.1; a cluster's network policy is not modelled.
+    """Pods as containers of the project image (podman) run as container_run() says: the image's own code at
+    its commit (`mlcore:<commit>`), the pod's volumes as host folders (a test can look inside afterwards).
+    The network is the host's, so a pod reaches the S3 and git servers on 127.0.0.1; a cluster's network
+    policy is not modelled.
     The template's image must be this build, by digest (<repository>@<digest of mlcore:<commit>>)."""
 
     def __init__(self):
@@ -158,19 +176,8 @@ class ImagePods:
                                 check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
         assert image.endswith(f"@{digest}"), f"{image} is not the build of {revision} (mlcore:{revision}, {digest})"
         name = f"mlcore-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
-        env_file = root / "env"  # secrets go through a 0600 file, never the command line
-        env_file.touch(mode=0o600)
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-        volumes = []
-        for mount_path, volume in mounts.items():
-            folder = self.volume_dir(root, volume)
-            os.chown(folder, 1000, 1000)
-            volumes += ["--volume", f"{folder}:{mount_path}:rw"]
-        # podman's --read-only alone would still mount a writable /tmp, /var/tmp and /run; Kubernetes does not
-        read_only = ["--read-only", *(["--read-only-tmpfs=false"] if self.engine == "podman" else [])]
-        podman = [self.engine, "run", "--rm", "--name", name, "--network", "host", *read_only,
-                  "--user", "1000:1000", "--cap-drop", "ALL",
-                  "--security-opt", "no-new-privileges", "--env-file", str(env_file), *volumes,
+        volumes = {self.volume_dir(root, volume): path for path, volume in mounts.items()}
+        podman = [*container_run(self.engine, name, env, root / "env", volumes),
                   "--workdir", "/opt/mlcore", f"mlcore:{revision}", *command]  # fmt: skip
 
         def kill(process: subprocess.Popen) -> None:

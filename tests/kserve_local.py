@@ -3,7 +3,8 @@
 What it does, as KServe's controller and webhook would (tests/argo_pods.py cites the source): copies the objects
 under the predictor's STORAGE_URI into a folder mounted read-only at /mnt/models (the storage initializer),
 rewrites STORAGE_URI to /mnt/models, and runs the predictor's own container (image, command, args, env with
-its secretKeyRefs resolved) as its securityContext says: uid 1000, read-only root filesystem, its /tmp volume.
+its secretKeyRefs resolved) as its securityContext says (tests/argo_local.container_run): uid 1000, read-only
+root filesystem, its /tmp volume.
 The Service (port 80 -> 8080) is stood in for by the host port it returns. Not modelled: probes, rollouts,
 status conditions, the ServiceAccount's credentials injection (the folder is filled with the test's keys).
 """
@@ -14,6 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.argo_local import container_run
 from tests.helpers import free_port_block
 
 
@@ -39,17 +41,12 @@ class KServeStandIn:
         env["STORAGE_URI"] = "/mnt/models"
         tmp = self.workdir / f"predictor-{len(self.containers)}-tmp"
         tmp.mkdir(parents=True)
-        os.chown(tmp, 1000, 1000)
-        env_file = self.workdir / f"predictor-{len(self.containers)}.env"
-        env_file.touch(mode=0o600)
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
         args = [str(self.port) if previous == "--port" else arg
                 for previous, arg in zip(["", *container["args"][:-1]], container["args"], strict=True)]  # fmt: skip
         name = f"mlcore-predictor-{os.getpid()}-{len(self.containers)}"
-        subprocess.run([self.engine, "run", "--detach", "--rm", "--name", name, "--network", "host", "--read-only",
-                        "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                        "--env-file", str(env_file), "--volume", f"{models}:/mnt/models:ro", "--volume", f"{tmp}:/tmp",
-                        self.images[container["image"]], *container["command"], *args],
+        volumes = {models: "/mnt/models:ro", tmp: "/tmp"}  # KServe mounts the model read-only
+        run = container_run(self.engine, name, env, self.workdir / f"{name}.env", volumes)
+        subprocess.run([*run, "--detach", self.images[container["image"]], *container["command"], *args],
                        check=True, capture_output=True)  # fmt: skip
         self.containers.append(name)
 

@@ -33,6 +33,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
+from mlcore.hardware import NFD_LABELS
 from mlcore.ops.dvc_state import StageNode, stage_graph
 from mlcore.params import ClusterParams, Params, load_params
 from workflows import pods
@@ -342,9 +343,6 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
             for task in tasks.values():
                 task >> verified
     return template
-
-
-NFD_LABELS = ("vendor_id", "family", "id")  # mlcore.hardware.node_labels: what submit reads from the tag
 
 
 def hardware_pinning() -> m.Affinity:

@@ -12,12 +12,11 @@ from workflows import pods
 SERVING_ACCOUNT = "mlcore-serving"  # no API access; carries SERVING_SECRET for KServe's storage initializer
 SERVING_SECRET = "mlcore-serving-s3"  # keys that may only read serving/ and write feedback/ (not the pipeline's)
 DEPLOYER_ACCOUNT = "mlcore-deployer"  # the deploy task's: the only one allowed to touch InferenceServices
-# A ClusterStorageContainer (cluster-conf/kserve/) whose storage initializer passes the restricted profile.
+# A ClusterStorageContainer (cluster-conf/base/) whose storage initializer passes the restricted profile.
 # KServe v0.20 gives its injected init container no securityContext of its own; it merges the selected
 # ClusterStorageContainer's container into it (pkg/webhook/admission/pod/storage_initializer_injector.go), and
 # the one that `kserve.yaml` installs as `default` has none.
 STORAGE_CONTAINER = "mlcore-restricted"
-KSERVE_VERSION = "v0.20.0"
 MODEL_MOUNT = "/mnt/models"
 PORT = 8080
 # The deploy task waits for KServe's verdict (pkg/apis/serving/v1beta1/inference_service_status.go: Loaded sets
@@ -33,7 +32,8 @@ def storage_prefix(bucket: str, model_name: str, release_md5: str) -> str:
 
 
 def _probe(path: str, period: int, failures: int) -> dict:
-    """Health answers at once even under load (mlcore/serving runs model work off the event loop)."""
+    """A 5 s timeout, not Kubernetes' 1 s default: the server answers health on the event loop that also parses
+    requests (issue #13), so a large request can delay it."""
     return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "timeoutSeconds": 5,
             "failureThreshold": failures}  # fmt: skip
 

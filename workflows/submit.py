@@ -29,7 +29,9 @@ from pathlib import Path
 from hera.workflows import Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
-from workflows.pipeline import NAMESPACE, NFD_LABELS, PIPELINE, REPRODUCE
+from mlcore.hardware import NFD_LABELS
+from mlcore.stages.paths import PROVENANCE_PATH
+from workflows.pipeline import NAMESPACE, PIPELINE, REPRODUCE
 from workflows.task import RECORD_FILES
 
 LABEL_PREFIX = "mlcore.dev"
@@ -53,30 +55,27 @@ def resolve(ref: str) -> tuple[str, str | None]:
     return commit, ref if tags else None
 
 
+def provenance(commit: str) -> dict:
+    """The provenance record committed at `commit` ({} when it has none)."""
+    show = subprocess.run(["git", "show", f"{commit}:{PROVENANCE_PATH}"], capture_output=True, text=True)
+    return json.loads(show.stdout) if show.returncode == 0 else {}
+
+
 def code_commit(commit: str) -> str:
     """The commit whose image runs `commit`: the run's commit named in its provenance record when `commit`
     changes nothing else on top of it, else `commit` itself."""
-    show = subprocess.run(["git", "show", f"{commit}:models/provenance.json"], capture_output=True, text=True)
-    if show.returncode != 0:
-        return commit
-    source = json.loads(show.stdout).get("source", {}).get("commit", "")
+    source = provenance(commit).get("source", {}).get("commit", "")
     if not source or source == commit:
         return commit
     diff = subprocess.run(["git", "diff", "--name-only", source, commit], capture_output=True, text=True)
     return source if diff.returncode == 0 and set(diff.stdout.split()) <= RECORD_FILES else commit
 
 
-def recorded_hardware(commit: str) -> dict | None:
-    """The hardware class the tag's provenance records (mlcore.hardware.describe), if any."""
-    show = subprocess.run(["git", "show", f"{commit}:models/provenance.json"], capture_output=True, text=True)
-    return json.loads(show.stdout).get("environment", {}).get("hardware") if show.returncode == 0 else None
-
-
 def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
     """Pin the replay's pods to nodes of the tag's CPU micro-architecture, or let them run anywhere."""
     from mlcore.hardware import node_labels
 
-    hardware = recorded_hardware(commit)
+    hardware = provenance(commit).get("environment", {}).get("hardware")  # mlcore.hardware.describe()
     if hardware is None and not anywhere:
         raise SubmitError(f"{commit[:12]}'s provenance records no hardware class to pin the replay to; "
                           "submit with ANY_HARDWARE=1 (--any-hardware) to run it on any node")  # fmt: skip

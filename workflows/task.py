@@ -38,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
+from mlcore.ops.replay import lookup
 from mlcore.stages.paths import BEST_PATH
 
 LOCK = Path("dvc.lock")
@@ -144,16 +145,6 @@ def write_entries(entries: dict[str, dict]) -> None:
     for name, entry in entries.items():
         stages[name] = entry
     dump_yaml(LOCK, data)
-
-
-def lookup(metrics: dict, key: str):
-    """'calibrated.per_class.pet.iou' in a nested metrics document."""
-    value = metrics
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(key)
-        value = value[part]
-    return value
 
 
 def publish_metrics(files: list[str], keys: list[str]) -> None:

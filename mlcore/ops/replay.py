@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
+from mlcore.stages.paths import PROVENANCE_PATH
 
 EQUIVALENT = 3  # exit status: diverged in bits on another hardware class, metrics within tolerance
 METRICS = Path("metrics/evaluate.json")
@@ -100,17 +101,21 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, li
     return clone, compare(expected, lock_outputs(clone / "dvc.lock"))
 
 
-def _lookup(metrics: dict, key: str):
+def lookup(metrics: dict, key: str):
+    """'calibrated.per_class.pet.iou' in a nested metrics document."""
+    value = metrics
     for part in key.split("."):
-        metrics = metrics[part]
-    return metrics
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
 
 
 def metric_deviations(expected: dict, got: dict, tolerance: dict[str, float]) -> list[tuple[str, float, float, bool]]:
     """(metric, expected, got, within tolerance) for every metric params.yaml replay.tolerance names."""
     rows = []
     for key, bound in sorted(tolerance.items()):
-        want, have = float(_lookup(expected, key)), float(_lookup(got, key))
+        want, have = float(lookup(expected, key)), float(lookup(got, key))
         rows.append((key, want, have, abs(have - want) <= bound))
     return rows
 
@@ -120,7 +125,7 @@ def hardware_verdict(clone: Path, workdir: Path) -> int:
     from mlcore.hardware import class_id, describe, same_class
     from mlcore.params import load_params
 
-    recorded = json.loads((clone / "models" / "provenance.json").read_text())["environment"].get("hardware")
+    recorded = json.loads((clone / PROVENANCE_PATH).read_text())["environment"].get("hardware")
     here = describe()
     print(f"hardware class here: {class_id(here)}; the tag's: {class_id(recorded) if recorded else 'not recorded'}")
     if recorded and same_class(recorded, here):
