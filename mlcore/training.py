@@ -6,6 +6,10 @@ changes during training (weights, optimizer moments and step, dropout seed state
 checkpoint. So a run killed after epoch k and resumed from its checkpoint computes exactly what an
 uninterrupted run computes, bit for bit. Checkpoints are tied to a fingerprint of the inputs: a
 changed parameter or data set never resumes from a stale checkpoint.
+
+A training's fixed cost is the tracing of its train step (bench/warmup.py). Two things keep it short: the
+optimizer's variables exist before the first step (created inside the step, they make TensorFlow trace it
+twice), and Grappler stays off (it rewrites the ~12k-node step graph for 2-3 s and buys no speed on CPU here).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import logging
 import math
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from mlcore.data.tfrecords import evaluation_batches, training_batches
 from mlcore.io import write_json
@@ -99,6 +104,13 @@ def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: 
         metrics=[keras.metrics.MeanIoU(NUM_CLASSES, sparse_y_pred=False, name="mean_iou")],
         jit_compile=False,
     )
+    model.optimizer.build(model.trainable_variables)  # now, not inside the first step: one trace instead of two
+
+
+def disable_graph_rewrites() -> None:
+    """Run the train step's graph as traced. Fixed for every training because the rewrites change float
+    results (the weights' bits), and a setting of the process: call it before the first training step."""
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def train(
@@ -108,9 +120,12 @@ def train(
     settings: TrainSettings,
     checkpoints: CheckpointStore | None,
     tensorboard_dir: Path | None = None,
+    observers: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, History]:
     """Train for settings.epochs, resuming from the latest matching checkpoint if there is one
-    (short trials pass no store: nothing to resume, nothing to write)."""
+    (short trials pass no store: nothing to resume, nothing to write). Observers are Keras callbacks that
+    watch (a benchmark's timer); each epoch is one `fit`."""
+    disable_graph_rewrites()
     steps_per_epoch = math.ceil(train_count / settings.batch_size)
     resumed = checkpoints.latest() if checkpoints else None
     if resumed is None:
@@ -119,7 +134,7 @@ def train(
     else:
         start, model, history = resumed
         log.info("resuming from the checkpoint of epoch %d in %s", start, checkpoints.directory)
-    callbacks = [keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else []
+    callbacks = [*observers, *([keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else [])]
     validation = evaluation_batches(prepared_dir, "validation", settings.batch_size)
     for epoch in range(start, settings.epochs):
         batches = training_batches(
