@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: test-fast probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: bench-scale test-fast probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -53,7 +53,7 @@ metrics: setup
 test: setup image  ## the whole suite; the workflow test runs its pods in the project image (podman or docker)
 	pytest
 
-test-fast: setup  ## the unit-level tests (no training, no image), in about a minute
+test-fast: setup  ## the unit-level tests (no training, no image), in under a minute
 	pytest -m "not slow"
 
 lint: setup
@@ -92,6 +92,9 @@ bench: setup
 	python -m bench.serving_load
 	python -m bench.isa_cap
 	python -m bench.warmup
+
+bench-scale: setup  ## fetch, prepare, DVC transfers and training at the real data's size (~15 min)
+	python -m bench.scale
 
 clean:
 	rm -rf .cache logs

@@ -1,7 +1,8 @@
 """The whole `dvc repro` on a tiny configuration in a fresh git repository: real DVC, real TensorFlow.
 
-One module-scoped reproduced project keeps the suite fast; a test that changes a project works on its own
-copy of it, so the tests run alone and in any order.
+The reproduced project is the test run's shared one (tests/shared_pipeline.py); each test works on its own
+copy of it, so the tests run alone and in any order. That a forced re-run gives the same bytes is shown in a
+fresh clone by tests/test_replay.py (every stage after fetch) and tests/test_sample.py (fetch).
 """
 
 import json
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, git, run, write_params
+from tests.helpers import TINY_OVERRIDES, VENV_BIN, run, write_params
+from tests.shared_pipeline import ReleasedPipeline
 
 pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
 
@@ -23,12 +25,10 @@ STAGES = ("fetch", "prepare", "train", "calibrate", "evaluate")
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory) -> tuple[Path, str]:
+def reproduced(tiny_release: ReleasedPipeline, tmp_path_factory) -> tuple[Path, str]:
     """A tiny project after one `dvc repro`, and what that repro printed."""
-    root = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    write_params(root, TINY_OVERRIDES)
-    git(root, "commit", "-qam", "tiny configuration")
-    return root, run(root, "dvc", "repro").stdout
+    root, _ = tiny_release.copy(tmp_path_factory.mktemp("pipeline") / "project")
+    return root, tiny_release.repro_output
 
 
 @pytest.fixture
@@ -80,12 +80,6 @@ def test_second_repro_is_a_no_op(reproduced):
     result = run(project, "dvc", "repro")
     assert "Running stage" not in result.stdout
     assert (project / "dvc.lock").read_text() == before
-
-
-def test_forced_repro_gives_the_same_lock(project):
-    first_run = lock(project)
-    run(project, "dvc", "repro", "-f")  # every stage recomputed, the search included
-    assert lock(project) == first_run
 
 
 def test_training_uses_the_searched_configuration(reproduced):

@@ -8,43 +8,33 @@ import time
 import pytest
 
 from mlcore.hardware import class_id
-from tests.helpers import TINY_OVERRIDES, VENV_BIN, copy_project, free_port_block, git, run, write_params
+from tests.helpers import TINY_OVERRIDES, VENV_BIN, free_port_block, git, run, write_params
+from tests.shared_pipeline import ReleasedPipeline
 
 pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
 
-IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}  # fmt: skip
-
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    """A tiny project after the same steps as `make run` and `make release VERSION=v0.1.0 STAGE=prod`."""
-    root = copy_project(tmp_path_factory.mktemp("replay") / "project")
-    write_params(root, TINY_OVERRIDES)
-    git(root, "commit", "-qam", "tiny configuration")
-    env = {"MLCORE_S3_PORT": str(free_port_block()), **IDENTITY}
+def released(tiny_release: ReleasedPipeline, tmp_path_factory):
+    """A copy of the test run's tiny released project (`make run`, then `make release VERSION=v0.1.0 STAGE=prod`),
+    with its S3 server running."""
+    root, env = tiny_release.copy(tmp_path_factory.mktemp("replay") / "project")
 
     def sh(*command, check=True):
         return run(root, *command, check=check, env=env)
 
     sh("python", "-m", "mlcore.ops.remote", "up")
     try:
-        sh("dvc", "repro")
-        (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
-        refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
-        git(root, "checkout", "params.yaml")
-        sh("python", "-m", "mlcore.stages.provenance")
-        sh("dvc", "push", "--run-cache")
-        git(root, "add", "-A")
-        git(root, "commit", "-qm", "model v0.1.0")
-        sh("python", "-m", "mlcore.ops.release", "v0.1.0", "--stage", "prod")
-        yield root, sh, refused, env
+        yield root, sh, env
     finally:
         sh("python", "-m", "mlcore.ops.remote", "down")
 
 
 def test_provenance_names_commit_params_and_every_hash(released):
-    root, _, refused, _ = released
+    root, sh, _ = released
+    (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
+    refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
+    git(root, "checkout", "params.yaml")
     assert refused.returncode != 0 and "uncommitted changes to params.yaml" in refused.stderr
     record = json.loads((root / "models/provenance.json").read_text())
     lock_text = (root / "dvc.lock").read_text()
@@ -62,25 +52,28 @@ def test_provenance_names_commit_params_and_every_hash(released):
 
 
 def test_release_creates_gto_tags(released):
-    root, _, _, _ = released
+    root, _, _ = released
     tags = git(root, "tag").split()
     assert "model@v0.1.0" in tags and any(tag.startswith("model#prod") for tag in tags)
 
 
 def test_replay_from_run_cache_matches_every_hash(released):
-    _, sh, _, _ = released
+    _, sh, _ = released
     result = sh("python", "-m", "mlcore.ops.replay", "model@v0.1.0")
     assert "reproduced byte for byte" in result.stdout and " NO\n" not in result.stdout
 
 
 def test_replay_with_retrain_matches_every_hash(released):
-    _, sh, _, _ = released
+    """Every stage after fetch recomputed in a fresh clone, the search included, gives the tag's bytes."""
+    _, sh, _ = released
     result = sh("python", "-m", "mlcore.ops.replay", "model@v0.1.0", "--retrain")
     assert "reproduced byte for byte" in result.stdout and " NO\n" not in result.stdout
+    compared = {line.split()[1] for line in result.stdout.splitlines()[1:] if len(line.split()) > 2}
+    assert {"data/prepared", "tuning/best.json", "models/model.keras", "release"} <= compared
 
 
 def test_restore_refuses_a_tag_whose_lock_does_not_match_its_code(released):
-    root, sh, _, _ = released
+    root, sh, _ = released
     evaluate = root / "mlcore/stages/evaluate.py"
     evaluate.write_text(evaluate.read_text() + "\n# a code change committed without re-running the pipeline\n")
     git(root, "commit", "-qam", "stale lock")
@@ -93,7 +86,7 @@ def test_restore_refuses_a_tag_whose_lock_does_not_match_its_code(released):
 
 
 def test_retrain_names_the_first_stage_that_diverged(released):
-    root, sh, _, _ = released
+    root, sh, _ = released
     # A commit whose params say one thing while its dvc.lock says another: retraining must catch it.
     # (train.epochs: the trials train for their rung's epochs, so the search's outputs do not change)
     write_params(root, {**TINY_OVERRIDES, "train": {**TINY_OVERRIDES["train"], "epochs": 2}})
@@ -110,7 +103,7 @@ def test_retrain_names_the_first_stage_that_diverged(released):
 def test_retrain_on_another_hardware_class_passes_within_the_metric_tolerance(released, tmp_path):
     """A tag recorded on another hardware class whose bits do not reproduce here: the replay says bit-identity
     is not expected there, compares the test metrics with the tag's, and exits with EQUIVALENT (3)."""
-    root, sh, _, _ = released
+    root, sh, _ = released
     worktree = tmp_path / "other-hardware"
     git(root, "worktree", "add", "-q", "--detach", str(worktree), "model@v0.1.0")
     provenance = json.loads((worktree / "models/provenance.json").read_text())
@@ -139,7 +132,7 @@ def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
     from mlcore.data.tfrecords import load_split_arrays
     from mlcore.model.serialize import load_model
 
-    root, _, _, fixture_env = released
+    root, _, fixture_env = released
     port = free_port_block()
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **fixture_env}
     server = subprocess.Popen(["python", "-m", "mlcore.ops.serve", "model@v0.1.0", "--port", str(port)], cwd=root,
@@ -184,7 +177,7 @@ def test_inference_service_of_a_release_tag_is_valid(released):
     import kubernetes_validate
     import yaml
 
-    root, sh, _, _ = released
+    root, sh, _ = released
     service = yaml.safe_load(
         sh("python", "-m", "workflows.serving", "model@v0.1.0", "--image-repo", "reg/mlcore").stdout
     )
