@@ -16,7 +16,6 @@ LONGEST_FIRST = (
     "tests/test_replay.py::test_retrain",
     "tests/test_replay.py",
     "tests/test_pipeline.py",
-    "tests/test_tuning.py::test_tiny_search",
 )
 
 

@@ -1,5 +1,5 @@
 """The search: a plan that is a pure function of the seed, successive halving by ranking, a deterministic
-choice with ties broken by trial id, and a real tiny search (4 trials, 2 rungs) run by `dvc repro`."""
+choice with ties broken by trial id, and a real tiny search (2 trials, then the best 1) run by `dvc repro`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from mlcore.io import canonical_json
 from mlcore.params import ParamsError, load_params
 from mlcore.tuning import KNOBS, apply, defaults, plan, rank, select, trial_for_slot
-from tests.helpers import REPO_ROOT, TINY_OVERRIDES, copy_project, git, run, write_params
+from tests.helpers import REPO_ROOT, TINY_OVERRIDES, run, write_params
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 
@@ -66,11 +66,6 @@ def test_invalid_rungs_are_refused_before_any_work(tmp_path, rungs, message):
         load_params(project / "params.yaml")
 
 
-TINY_SEARCH = {
-    "tune": {**TINY_OVERRIDES["tune"], "rungs": [{"epochs": 1, "slots": [0, 1, 2, 3]}, {"epochs": 2, "slots": [0, 1]}]}
-}
-
-
 def outputs(project) -> dict[str, bytes]:
     tuning = sorted(p for p in (project / "tuning").rglob("*.json"))
     return {str(p.relative_to(project)): p.read_bytes() for p in tuning} | {
@@ -80,25 +75,26 @@ def outputs(project) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_tiny_search_runs_end_to_end_and_reruns_byte_for_byte(tmp_path):
-    project = copy_project(tmp_path / "project")
-    write_params(project, {**TINY_OVERRIDES, **TINY_SEARCH})
-    git(project, "commit", "-qam", "tiny search")
-    run(project, "dvc", "repro", "select")
+def test_tiny_search_runs_end_to_end_and_reruns_byte_for_byte(tiny_release, tmp_path):
+    """The search of the test run's tiny project (TINY_OVERRIDES: 2 trials of 1 epoch, then the best 1 for 2)."""
+    project, _ = tiny_release.copy(tmp_path / "project")
     first = outputs(project)
     tuning = project / "tuning"
-    rung0 = [json.loads((tuning / "rung0" / f"slot{s}.json").read_text()) for s in range(4)]
-    rung1 = [json.loads((tuning / "rung1" / f"slot{s}.json").read_text()) for s in range(2)]
-    assert [r["trial"] for r in rung0] == [0, 1, 2, 3] and {r["epochs"] for r in rung0} == {1}
-    assert [r["trial"] for r in rung1] == [r["trial"] for r in rank(rung0)[:2]]  # the best half continues
+    rungs = TINY_OVERRIDES["tune"]["rungs"]
+    rung0, rung1 = (
+        [json.loads((tuning / f"rung{r}" / f"slot{s}.json").read_text()) for s in rung["slots"]]
+        for r, rung in enumerate(rungs)
+    )
+    assert [r["trial"] for r in rung0] == [0, 1] and {r["epochs"] for r in rung0} == {1}
+    assert [r["trial"] for r in rung1] == [r["trial"] for r in rank(rung0)[:1]]  # the best half continues
     assert all(len(r["curve"]) == 2 and r["curve"][-1] == r["val_mean_iou"] for r in rung1)
     best = json.loads((tuning / "best.json").read_text())
     assert best["trial"] == rank(rung1)[0]["trial"] and best["rung"] == 1
     summary = json.loads((project / "metrics/tune.json").read_text())
-    assert summary["trials_per_rung"] == [4, 2] and summary["best_trial"] == best["trial"]
-    assert (project / "plots/tune/scores.csv").read_text().count("\n") == 1 + 4 + 2
+    assert summary["trials_per_rung"] == [2, 1] and summary["best_trial"] == best["trial"]
+    assert (project / "plots/tune/scores.csv").read_text().count("\n") == 1 + 2 + 1
 
     lock = (project / "dvc.lock").read_bytes()
-    # the same params again: the plan and the selection come out byte for byte (trials: test_pipeline's forced run)
+    # the same params again: the plan and the selection come out byte for byte (the trials: test_replay's retrain)
     run(project, "dvc", "repro", "--force", "--single-item", "plan", "select")
     assert outputs(project) == first and (project / "dvc.lock").read_bytes() == lock
