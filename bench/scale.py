@@ -30,7 +30,9 @@ STAGE_OUTPUTS = {"fetch": Path("data/raw"), "prepare": Path("data/prepared")}
 
 def timed(*command: str) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return time.perf_counter() - start
 
 
@@ -67,17 +69,17 @@ def training_rates(batch_size: int, seed: int, shuffle_buffer: int, flip: bool) 
     from mlcore.data.tfrecords import evaluation_batches, training_batches
     from mlcore.io import read_json
     from mlcore.params import load_params
-    from mlcore.runtime import pin_runtime
     from mlcore.stages.train import model_builder, train_settings
     from mlcore.training import compile_model, disable_graph_rewrites
 
     params = load_params()
-    pin_runtime(params.runtime, params.seed)
     disable_graph_rewrites()
     prepared = STAGE_OUTPUTS["prepare"]
-    model = model_builder(params, read_json(prepared / "manifest.json")["image_size"])()
+    manifest = read_json(prepared / "manifest.json")
+    model = model_builder(params, manifest["image_size"])()
     compile_model(model, train_settings(params), 1000)
-    warm, steps = 4, 40
+    full_batches = {split: manifest["splits"][split]["count"] // batch_size for split in ("train", "validation")}
+    warm, steps = 4, min(40, full_batches["train"] - 4, full_batches["validation"])
 
     def fit(count: int, epoch: int) -> float:
         batches = training_batches(prepared, batch_size, seed, epoch, shuffle_buffer, flip).take(count)
@@ -106,7 +108,12 @@ def main() -> None:
     params["data"]["sample"].update(num_images=num_images, **SIDES)
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["MLCORE_S3_PORT"] = "26333"
-    sys.path.insert(0, str(project))
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # dvc, and its stages' python
+    from mlcore.params import load_params
+    from mlcore.runtime import pin_runtime
+
+    pinned = load_params()
+    pin_runtime(pinned.runtime, pinned.seed)  # before anything imports TensorFlow
     from mlcore.ops import remote as local_remote
     from mlcore.ops.dvc_state import default_remote
 
@@ -116,9 +123,9 @@ def main() -> None:
         rows = [f"{stage:<8} {num_images / s:7.1f} images/s  ({s:.1f} s)" for stage, s in seconds.items()]
         remote = default_remote()
         transfer = {}
+        pushes = {stage: timed("dvc", "push", "--run-cache", stage) for stage in STAGE_OUTPUTS}
         for stage, output in STAGE_OUTPUTS.items():
-            paths = files(output)
-            push = timed("dvc", "push", "--run-cache", stage)
+            paths, push = files(output), pushes[stage]
             forget(stage)
             pull = timed("dvc", "pull", stage)
             boto_push, boto_pull = boto3_round_trip(remote, paths, scratch)
