@@ -9,8 +9,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as params.yaml runtime pi
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Longest first (they take minutes; everything else takes seconds): with `--dist worksteal` each worker starts on
-# a long one and the short ones fill the gaps, so the workers finish together.
+# Longest first (they take minutes; everything else takes seconds). `--dist worksteal` hands each worker a
+# contiguous block of this order and lets an idle worker take tests from the tail of a busy one's queue.
 LONGEST_FIRST = (
     "tests/test_workflows.py::test_workflows_run_locally",
     "tests/test_replay.py::test_retrain",
@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def tiny_release(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> ReleasedPipeline:
-    """The tiny released project of tests/shared_pipeline.py, shared by all workers of this test run."""
+def tiny_release(tmp_path_factory: pytest.TempPathFactory) -> ReleasedPipeline:
+    """The tiny released project of tests/shared_pipeline.py, shared by all workers of this test run (xdist
+    gives each worker a folder inside the run's own)."""
     base = tmp_path_factory.getbasetemp()
-    return build_once(base if worker_id == "master" else base.parent)
+    return build_once(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -50,10 +50,16 @@ def build_once(shared_dir: Path) -> ReleasedPipeline:
     built = ReleasedPipeline(shared_dir / "released-pipeline")
     with (shared_dir / "released-pipeline.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (failed := shared_dir / "released-pipeline.failed").exists():
+            raise RuntimeError(f"the shared tiny pipeline did not build (in another worker):\n{failed.read_text()}")
         if not (built.folder / "complete").exists():
             shutil.rmtree(built.folder, ignore_errors=True)
             built.folder.mkdir()
-            _build(built.folder)
+            try:
+                _build(built.folder)
+            except Exception as exc:
+                failed.write_text(str(exc))
+                raise
             (built.folder / "complete").touch()
     return built
 

@@ -88,7 +88,10 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, li
         _dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
         _dvc(clone, "pull", str(METRICS))  # the tag's own test metrics, for a replay on other hardware
         (workdir / "expected-metrics.json").write_bytes((clone / METRICS).read_bytes())
-        _dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))  # everything else, recomputed
+        recomputed = re.findall(  # everything else, recomputed
+            r"Running stage '([^']+)'", _dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))
+        )
+        print(f"recomputed {len(recomputed)} stages: {', '.join(recomputed)}")
     else:
         _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
         recomputed = re.findall(r"Running stage '([^']+)'", _dvc(clone, "repro"))
