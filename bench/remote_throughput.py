@@ -10,9 +10,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.timing import boto3_round_trip, timed
 from mlcore.storage.seaweed import Credentials, LocalS3Server
 
 PAYLOAD = [Path("data/prepared"), Path("models/model.keras")]
@@ -21,12 +21,6 @@ PORT = 25333  # clear of the default server (8333-8339) and its gRPC twins (1833
 
 def files(paths: list[Path]) -> list[Path]:
     return [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
-
-
-def timed(*command: str, cwd: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -62,15 +56,7 @@ def main() -> None:
                 shutil.rmtree(project / path.name) if path.is_dir() else (project / path.name).unlink()
             dvc_pull = timed(*dvc, "pull", cwd=project)
 
-            client = server.client(credentials)
-            start = time.perf_counter()
-            for f in files(PAYLOAD):
-                client.upload_file(str(f), "bench", f"boto3/{f.as_posix()}")
-            boto_push = time.perf_counter() - start
-            start = time.perf_counter()
-            for f in files(PAYLOAD):
-                client.download_file("bench", f"boto3/{f.as_posix()}", str(scratch / "download.bin"))
-            boto_pull = time.perf_counter() - start
+            boto_push, boto_pull = boto3_round_trip(server.client(credentials), "bench", files(PAYLOAD), scratch)
         finally:
             server.stop()
     mb = total / 1e6

@@ -5,21 +5,15 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 
-
-def timed_replay(ref: str, *flags: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mlcore.ops.replay", ref, *flags], check=True, capture_output=True)
-    return time.perf_counter() - start
+from bench.timing import timed
 
 
 def main() -> None:
     ref = sys.argv[1] if len(sys.argv) > 1 else "HEAD"
-    restore = timed_replay(ref)
-    retrain = timed_replay(ref, "--retrain")
+    restore = timed(sys.executable, "-m", "mlcore.ops.replay", ref)
+    retrain = timed(sys.executable, "-m", "mlcore.ops.replay", ref, "--retrain")
     print(f"restore from run-cache : {restore:7.1f} s")
     print(f"retrain from pinned data: {retrain:7.1f} s   ({retrain / restore:.1f}x slower)")
 

@@ -22,18 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from bench.timing import boto3_round_trip, timed
+from mlcore.params import Params, load_params
+
 REAL_IMAGES = 7390
 REAL_ARCHIVE_MB = 811  # images.tar.gz + annotations.tar.gz
 SIDES = {"min_side": 375, "max_side": 500}
 STAGE_OUTPUTS = {"fetch": Path("data/raw"), "prepare": Path("data/prepared")}
-
-
-def timed(*command: str) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return time.perf_counter() - start
 
 
 def files(folder: Path) -> list[Path]:
@@ -50,30 +45,16 @@ def forget(stage: str) -> None:
     shutil.rmtree(".dvc/cache", ignore_errors=True)
 
 
-def boto3_round_trip(remote, paths: list[Path], scratch: Path) -> tuple[float, float]:
-    """Seconds to upload, then download, `paths` one by one with boto3's managed transfers."""
-    client = remote.client()
-    start = time.perf_counter()
-    for path in paths:
-        client.upload_file(str(path), remote.bucket, f"boto3/{path.as_posix()}")
-    uploaded = time.perf_counter() - start
-    start = time.perf_counter()
-    for path in paths:
-        client.download_file(remote.bucket, f"boto3/{path.as_posix()}", str(scratch / "download.bin"))
-    return uploaded, time.perf_counter() - start
-
-
-def training_rates(batch_size: int, seed: int, shuffle_buffer: int, flip: bool) -> tuple[float, float, float]:
+def training_rates(params: Params) -> tuple[float, float, float]:
     """Images/s of training steps and of validation predictions at 128 px through the real input pipeline,
     and the first steps' extra seconds (tracing)."""
     from mlcore.data.tfrecords import evaluation_batches, training_batches
     from mlcore.io import read_json
-    from mlcore.params import load_params
     from mlcore.stages.train import model_builder, train_settings
     from mlcore.training import compile_model, disable_graph_rewrites
 
-    params = load_params()
     disable_graph_rewrites()
+    t, batch_size = params.train, params.train.batch_size
     prepared = STAGE_OUTPUTS["prepare"]
     manifest = read_json(prepared / "manifest.json")
     model = model_builder(params, manifest["image_size"])()
@@ -82,7 +63,8 @@ def training_rates(batch_size: int, seed: int, shuffle_buffer: int, flip: bool) 
     warm, steps = 4, min(40, full_batches["train"] - 4, full_batches["validation"])
 
     def fit(count: int, epoch: int) -> float:
-        batches = training_batches(prepared, batch_size, seed, epoch, shuffle_buffer, flip).take(count)
+        batches = training_batches(prepared, batch_size, params.seed, epoch, t.shuffle_buffer, t.horizontal_flip)
+        batches = batches.take(count)
         start = time.perf_counter()
         model.fit(batches, epochs=1, verbose=0)
         return time.perf_counter() - start
@@ -103,17 +85,16 @@ def main() -> None:
     project = scratch / "project"
     subprocess.run(["git", "clone", "-q", str(repo), str(project)], check=True)
     os.chdir(project)
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    params["data"]["source"] = "sample"
-    params["data"]["sample"].update(num_images=num_images, **SIDES)
-    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    overridden = yaml.safe_load(Path("params.yaml").read_text())
+    overridden["data"]["source"] = "sample"
+    overridden["data"]["sample"].update(num_images=num_images, **SIDES)
+    Path("params.yaml").write_text(yaml.safe_dump(overridden, sort_keys=False))
     os.environ["MLCORE_S3_PORT"] = "26333"
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # dvc, and its stages' python
-    from mlcore.params import load_params
     from mlcore.runtime import pin_runtime
 
-    pinned = load_params()
-    pin_runtime(pinned.runtime, pinned.seed)  # before anything imports TensorFlow
+    params = load_params()
+    pin_runtime(params.runtime, params.seed)  # before anything imports TensorFlow
     from mlcore.ops import remote as local_remote
     from mlcore.ops.dvc_state import default_remote
 
@@ -128,7 +109,7 @@ def main() -> None:
             paths, push = files(output), pushes[stage]
             forget(stage)
             pull = timed("dvc", "pull", stage)
-            boto_push, boto_pull = boto3_round_trip(remote, paths, scratch)
+            boto_push, boto_pull = boto3_round_trip(remote.client(), remote.bucket, paths, scratch)
             transfer[stage] = pull
             mb = megabytes(paths)
             rows += [
@@ -144,13 +125,10 @@ def main() -> None:
             f"fetch+prepare: run-cache restore {restore:.1f} s | download {sum(transfer.values()):.1f} s | "
             f"recompute {sum(seconds.values()):.1f} s"
         )
-        p = params
-        train_ips, predict_ips, traced = training_rates(
-            p["train"]["batch_size"], p["seed"], p["train"]["shuffle_buffer"], p["train"]["horizontal_flip"]
-        )
+        train_ips, predict_ips, traced = training_rates(params)
         rows.append(f"training {train_ips:.1f} images/s, validation {predict_ips:.1f} images/s at 128 px "
                     f"(first steps +{traced:.1f} s)")  # fmt: skip
-        rows.append(extrapolate(seconds["prepare"] * REAL_IMAGES / num_images, train_ips, predict_ips, traced, p))
+        rows.append(extrapolate(seconds["prepare"] * REAL_IMAGES / num_images, train_ips, predict_ips, traced, params))
     finally:
         local_remote.down()
         os.chdir(repo)
@@ -158,7 +136,7 @@ def main() -> None:
     print("\n".join(rows))
 
 
-def extrapolate(prepare_s: float, train_ips: float, predict_ips: float, traced: float, params: dict) -> str:
+def extrapolate(prepare_s: float, train_ips: float, predict_ips: float, traced: float, params: Params) -> str:
     """`make run` on the real set here: download, prepare, every training's epochs and validation passes
     (the search's rungs and the final training), calibration and evaluation passes, per-process start-up."""
     from mlcore.io import read_json
@@ -166,8 +144,7 @@ def extrapolate(prepare_s: float, train_ips: float, predict_ips: float, traced: 
     splits = read_json(STAGE_OUTPUTS["prepare"] / "manifest.json")["splits"]
     total = sum(split["count"] for split in splits.values())
     counts = {name: split["count"] * REAL_IMAGES / total for name, split in splits.items()}
-    rungs = params["tune"]["rungs"]
-    trainings = [rung["epochs"] for rung in rungs for _ in rung["slots"]] + [params["train"]["epochs"]]
+    trainings = [rung.epochs for rung in params.tune.rungs for _ in rung.slots] + [params.train.epochs]
     epochs = sum(trainings)
     per_epoch = counts["train"] / train_ips + counts["validation"] / predict_ips
     start_up = 8.0  # per stage process: Python, TensorFlow's import, reading params (measured: ~5-10 s)

@@ -5,17 +5,11 @@ Run from the repository root after `make run`; it re-runs every stage of the cur
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import yaml
 
-
-def timed(*command: str) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - start
+from bench.timing import timed
 
 
 def main() -> None:

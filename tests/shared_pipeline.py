@@ -13,10 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
+from tests.helpers import IDENTITY, TINY_OVERRIDES, copy_project, free_port_block, git, run, write_params
 
-IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}  # fmt: skip
 RELEASE_TAG = "model@v0.1.0"
 
 

@@ -7,7 +7,6 @@ fresh clone by tests/test_replay.py (every stage after fetch) and tests/test_sam
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -32,9 +31,9 @@ def reproduced(tiny_release: ReleasedPipeline, tmp_path_factory) -> tuple[Path, 
 
 
 @pytest.fixture
-def project(reproduced, tmp_path) -> Path:
+def project(tiny_release: ReleasedPipeline, tmp_path) -> Path:
     """A copy of the reproduced project (its DVC cache included) for a test to change."""
-    return Path(shutil.copytree(reproduced[0], tmp_path / "project", symlinks=True))
+    return tiny_release.copy(tmp_path / "project")[0]
 
 
 def lock(project) -> dict:
