@@ -38,8 +38,8 @@ verify: s3-up  ## check every object of dvc.lock on the remote (missing or alter
 release: s3-up  ## make release VERSION=v1.0.0 [STAGE=prod]
 	python -m mlcore.ops.release $(VERSION) $(if $(STAGE),--stage $(STAGE))
 
-serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080]: the V2 inference server for a released model
-	python -m mlcore.ops.serve $(REF) $(if $(PORT),--port $(PORT))
+serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080] [FEEDBACK=1]: the V2 inference server for a released model
+	python -m mlcore.ops.serve $(REF) $(if $(PORT),--port $(PORT)) $(if $(FEEDBACK),--feedback)
 
 inference-service: setup  ## make inference-service REF=model@v1.0.0 | kubectl apply -f -
 	@python -m workflows.serving $(REF)

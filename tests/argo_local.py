@@ -34,6 +34,8 @@ from pathlib import Path
 
 import yaml
 
+from mlcore.storage.private import private_file
+
 TASK_ARTIFACT = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.artifacts\.([a-z0-9-]+)\}\}")
 REFERENCE = re.compile(r"\{\{\s*([a-zA-Z0-9_.\-]+)\s*\}\}")
 POD_OUTPUTS = "/tmp/outputs/"
@@ -143,8 +145,7 @@ def container_run(engine: str, name: str, env: dict, env_file: Path, volumes: di
     writable, all capabilities dropped, no new privileges, the runtime's default seccomp profile, the host's
     network. A volume's path may end in ":ro". Secrets go through `env_file` (mode 0600), never the command
     line. Append the image and the command."""
-    env_file.touch(mode=0o600)
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    private_file(env_file).write_text("".join(f"{key}={value}\n" for key, value in env.items()))
     mounts = []
     for folder, path in volumes.items():
         os.chown(folder, 1000, 1000)

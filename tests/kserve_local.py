@@ -5,15 +5,22 @@ under the predictor's STORAGE_URI into a folder mounted read-only at /mnt/models
 rewrites STORAGE_URI to /mnt/models, and runs the predictor's own container (image, command, args, env with
 its secretKeyRefs resolved) as its securityContext says (tests/argo_local.container_run): uid 1000, read-only
 root filesystem, its /tmp volume.
-The Service (port 80 -> 8080) is stood in for by the host port it returns. Not modelled: probes, rollouts,
-status conditions, the ServiceAccount's credentials injection (the folder is filled with the test's keys).
+Then it probes the container as the kubelet does: the startup probe every periodSeconds, each GET allowed its
+timeoutSeconds, until it passes or failureThreshold attempts failed (the kubelet would then kill the
+container; here the test fails), then the readiness and liveness probes once each.
+The Service (port 80 -> 8080) is stood in for by the host port it returns, which the probes use for the
+container port. Not modelled: probes repeating after start-up, rollouts, status conditions, the
+ServiceAccount's credentials injection (the folder is filled with the test's keys).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
+
+import requests
 
 from tests.argo_local import container_run
 from tests.helpers import free_port_block
@@ -49,6 +56,26 @@ class KServeStandIn:
         subprocess.run([*run, "--detach", self.images[container["image"]], *container["command"], *args],
                        check=True, capture_output=True)  # fmt: skip
         self.containers.append(name)
+        self._kubelet_probes(container)
+
+    def _kubelet_probes(self, container: dict) -> None:
+        startup = container["startupProbe"]
+        for _ in range(startup["failureThreshold"]):
+            if self._probe_passes(startup):
+                break
+            time.sleep(startup["periodSeconds"])
+        else:
+            raise AssertionError(f"the predictor's startup probe never passed; the kubelet kills it:\n{self.logs()}")
+        for kind in ("readinessProbe", "livenessProbe"):
+            assert self._probe_passes(container[kind]), f"the predictor's {kind} failed:\n{self.logs()}"
+
+    def _probe_passes(self, probe: dict) -> bool:
+        """An httpGet probe: any status from 200 to 399 within timeoutSeconds."""
+        try:
+            response = requests.get(f"{self.url}{probe['httpGet']['path']}", timeout=probe["timeoutSeconds"])
+        except requests.RequestException:
+            return False
+        return 200 <= response.status_code < 400
 
     def _secret(self, ref: dict) -> str:
         return self.secrets[ref["name"]][ref["key"]]

@@ -24,7 +24,7 @@ from tests.argo_pods import (
 from tests.helpers import REPO_ROOT
 from tests.pod_security import violations
 from workflows.pipeline import image
-from workflows.serving import inference_service
+from workflows.serving import FEEDBACK_SECRET, PROBE_TIMEOUT_S, inference_service
 
 CLUSTER_CONF = REPO_ROOT / "cluster-conf"
 CONTROLLER_CONFIG = CLUSTER_CONF / "argo-workflows" / "workflow-controller-configmap.yaml"
@@ -163,3 +163,21 @@ def test_deploy_waits_for_kserves_verdict_under_its_own_account():
     assert all("serviceAccountName" not in t for name, t in templates.items() if name != "deploy")
     service = yaml.safe_load(deploy["resource"]["manifest"])
     assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_the_predictor_has_probes_with_timeouts_and_feedback_only_when_asked():
+    """Kubernetes' default probe timeout is 1 s and there is no startup probe unless given: the server's health
+    answers in milliseconds (tests/test_serving.py checks it under a large request against PROBE_TIMEOUT_S),
+    and the startup probe, not a guessed initial delay, covers loading the model."""
+    (container,) = _service()["spec"]["predictor"]["containers"]
+    probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert all(
+        probe["timeoutSeconds"] == PROBE_TIMEOUT_S and probe["httpGet"]["port"] == 8080 for probe in probes.values()
+    )
+    assert probes["startupProbe"]["periodSeconds"] * probes["startupProbe"]["failureThreshold"] >= 120
+    assert "initialDelaySeconds" not in probes["livenessProbe"]
+    off = inference_service("pet-segmenter", "mlcore", "image", "s3://m/s", "v1", "c0ffee", "", "http://s3")
+    env = {e["name"]: e for e in off["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["MLCORE_FEEDBACK_URL"]["value"] == ""  # feedback off: the server never needs the token
+    token = env["MLCORE_FEEDBACK_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": FEEDBACK_SECRET, "key": "token", "optional": True}

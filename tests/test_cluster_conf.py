@@ -18,7 +18,7 @@ from mlcore.storage.seaweed import Credentials, LocalS3Server
 from tests.helpers import REPO_ROOT, free_port_block
 from workflows.pipeline import ARTIFACT_GC_ACCOUNT, GIT_SECRET, NAMESPACE, S3_SECRET, SERVICE_ACCOUNT
 from workflows.pods import UID
-from workflows.serving import DEPLOYER_ACCOUNT, SERVING_ACCOUNT, SERVING_SECRET, STORAGE_CONTAINER
+from workflows.serving import DEPLOYER_ACCOUNT, FEEDBACK_SECRET, SERVING_ACCOUNT, SERVING_SECRET, STORAGE_CONTAINER
 
 CLUSTER_CONF = REPO_ROOT / "cluster-conf"
 KUBERNETES_VERSION = "1.33"
@@ -69,7 +69,12 @@ def test_names_match_the_generated_workflows_and_the_inference_service():
     assert {sa["metadata"]["name"] for sa in by_kind("ServiceAccount")} == {
         SERVICE_ACCOUNT, DEPLOYER_ACCOUNT, ARTIFACT_GC_ACCOUNT, SERVING_ACCOUNT,
     }  # fmt: skip
-    assert {s["metadata"]["name"] for s in by_kind("Secret")} == {S3_SECRET, SERVING_SECRET, GIT_SECRET}
+    assert {s["metadata"]["name"] for s in by_kind("Secret")} == {
+        S3_SECRET,
+        SERVING_SECRET,
+        GIT_SECRET,
+        FEEDBACK_SECRET,
+    }
     assert [c["metadata"]["name"] for c in by_kind("ClusterStorageContainer")] == [STORAGE_CONTAINER]
     ours = [doc for path, doc in OBJECTS if "argo-workflows" not in path.parts]
     namespaced = [doc for doc in ours if doc["kind"] not in ("Namespace", "Application", "ClusterStorageContainer")]

@@ -68,6 +68,8 @@ def test_credentials_stay_out_of_git_and_are_required(project):
     assert all(remote.secret_key not in (project.root / name).read_text(errors="ignore") for name in tracked)
     assert ".dvc/config.local" not in tracked
     assert oct((project.root / ".cache/s3/identities.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((project.root / ".dvc/config.local").stat().st_mode & 0o777) == "0o600"  # it holds the keys
+    assert remote.secret_key not in repr(remote)
     anonymous = boto3.client("s3", endpoint_url=remote.endpoint, region_name="us-east-1",
                              aws_access_key_id="nobody", aws_secret_access_key="wrong")  # fmt: skip
     with pytest.raises(ClientError):

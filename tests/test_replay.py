@@ -1,5 +1,7 @@
 """A git tag names a model: release it, then replay it in a fresh clone and compare every hash."""
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -9,6 +11,7 @@ import pytest
 import yaml
 
 from mlcore.hardware import class_id
+from mlcore.ops.dvc_state import default_remote
 from tests.helpers import VENV_BIN, free_port_block, git, run
 from tests.shared_pipeline import ReleasedPipeline
 
@@ -115,8 +118,9 @@ def test_retrain_on_another_hardware_class_passes_within_the_metric_tolerance(re
 
 
 def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
-    """`make serve REF=model@v0.1.0`: the released SavedModel, pulled from the remote into a fresh clone,
-    segments a test image exactly as the evaluate stage does (same mask, same pixel accuracy)."""
+    """`make serve REF=model@v0.1.0 FEEDBACK=1`: the released SavedModel, pulled from the remote into a fresh
+    clone, segments a test image exactly as the evaluate stage does (same mask, same pixel accuracy); feedback
+    lands in the DVC remote's bucket, behind the token generated into a private file."""
     import numpy as np
     import requests
 
@@ -127,8 +131,8 @@ def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
     root, _, fixture_env = released
     port = free_port_block()
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **fixture_env}
-    server = subprocess.Popen(["python", "-m", "mlcore.ops.serve", "model@v0.1.0", "--port", str(port)], cwd=root,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    command = ["python", "-m", "mlcore.ops.serve", "model@v0.1.0", "--port", str(port), "--feedback"]
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/v2"
         deadline = time.monotonic() + 180
@@ -145,6 +149,16 @@ def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
         body = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
                             "data": image.ravel().tolist()}], "outputs": [{"name": "mask"}]}  # fmt: skip
         (mask,) = requests.post(f"{url}/models/pet-segmenter/infer", json=body, timeout=60).json()["outputs"]
+        token_file = root / ".cache" / "feedback-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        sample = {key: base64.b64encode(_png(array)).decode() for key, array in
+                  (("image", image[0]), ("mask", (labels[0] + 1).astype(np.uint8)))}  # fmt: skip
+        answer = requests.post(f"{url}/models/pet-segmenter/feedback", json=sample, timeout=60,
+                               headers={"authorization": f"Bearer {token_file.read_text().strip()}"})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        remote = default_remote(root)
+        stored = remote.client().list_objects_v2(Bucket=remote.bucket, Prefix="feedback/images/")["Contents"]
+        assert [item["Key"] for item in stored] == [f"feedback/images/{answer.json()['sample']}.jpg"]
     finally:
         server.kill()
         server.wait()
@@ -154,6 +168,14 @@ def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
     evaluated = apply_calibrator(calibrator, np.asarray(probabilities)).argmax(axis=-1)[0]
     assert np.array_equal(served, evaluated)
     assert (served == labels[0]).mean() == (evaluated == labels[0]).mean()
+
+
+def _png(array) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _ready(url: str) -> bool:

@@ -37,7 +37,14 @@ from mlcore.hardware import NFD_LABELS
 from mlcore.ops.dvc_state import StageNode, stage_graph
 from mlcore.params import ClusterParams, Params, load_params
 from workflows import pods
-from workflows.serving import DEPLOY_TIMEOUT, DEPLOYER_ACCOUNT, FAILED_CONDITION, READY_CONDITION, inference_service
+from workflows.serving import (
+    DEPLOY_TIMEOUT,
+    DEPLOYER_ACCOUNT,
+    FAILED_CONDITION,
+    FEEDBACK_SECRET,
+    READY_CONDITION,
+    inference_service,
+)
 
 PIPELINE = "mlcore-pipeline"
 REPRODUCE = "mlcore-reproduce"
@@ -228,7 +235,7 @@ def deploy_template(model_name: str, cluster: ClusterParams) -> Resource:
     manifest = inference_service(
         model_name, NAMESPACE, image(cluster), "{{inputs.parameters.storage-uri}}",
         "{{inputs.parameters.commit}}", "{{inputs.parameters.commit}}",
-        "s3://{{workflow.parameters.s3-bucket}}/feedback", "{{workflow.parameters.s3-endpoint}}",
+        "{{workflow.parameters.feedback-url}}", "{{workflow.parameters.s3-endpoint}}",
     )  # fmt: skip
     return Resource(
         name="deploy",
@@ -257,6 +264,8 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                   description="create or update the KServe InferenceService of the released model"),
         Parameter(name="serving-url", value=serving_url(params.release.model_name),
                   description="the deployed model's V2 metadata URL, which must report the released commit"),
+        Parameter(name="feedback-url", value="", description="with deploy: accept feedback (a write path into "
+                  f"training data) into this s3:// prefix; needs Secret {FEEDBACK_SECRET} (key token)"),
     ]) as template:  # fmt: skip
         publish = _container(
             "publish",

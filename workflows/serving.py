@@ -11,6 +11,7 @@ from workflows import pods
 
 SERVING_ACCOUNT = "mlcore-serving"  # no API access; carries SERVING_SECRET for KServe's storage initializer
 SERVING_SECRET = "mlcore-serving-s3"  # keys that may only read serving/ and write feedback/ (not the pipeline's)
+FEEDBACK_SECRET = "mlcore-serving-feedback"  # key `token`: the bearer token feedback requires (when it is on)
 DEPLOYER_ACCOUNT = "mlcore-deployer"  # the deploy task's: the only one allowed to touch InferenceServices
 # A ClusterStorageContainer (cluster-conf/base/) whose storage initializer passes the restricted profile.
 # KServe v0.20 gives its injected init container no securityContext of its own; it merges the selected
@@ -31,21 +32,29 @@ def storage_prefix(bucket: str, model_name: str, release_md5: str) -> str:
     return f"s3://{bucket}/serving/{model_name}/{release_md5.removesuffix('.dir')}"
 
 
+# Health answers on the event loop, which never parses or computes (mlcore/serving/app.py), so it answers in
+# milliseconds under load: a 2 s timeout is generous. The startup probe covers loading TensorFlow and the model
+# (up to 2 minutes) so that liveness needs no initial delay guess.
+PROBE_TIMEOUT_S = 2
+
+
 def _probe(path: str, period: int, failures: int) -> dict:
-    """A 5 s timeout, not Kubernetes' 1 s default: the server answers health on the event loop that also parses
-    requests (issue #13), so a large request can delay it."""
-    return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "timeoutSeconds": 5,
+    return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "timeoutSeconds": PROBE_TIMEOUT_S,
             "failureThreshold": failures}  # fmt: skip
 
 
 def inference_service(name: str, namespace: str, image: str, storage_uri: str, version: str, commit: str,
                       feedback_url: str, s3_endpoint: str) -> dict:  # fmt: skip
+    """`feedback_url` empty: feedback off. Set: on, with the token from Secret FEEDBACK_SECRET (the server
+    refuses to start without it)."""
     env = [
         {"name": "MLCORE_FEEDBACK_URL", "value": feedback_url},
         {"name": "MLCORE_S3_ENDPOINT", "value": s3_endpoint},
         {"name": "HOME", "value": "/tmp"},
         *({"name": key, "valueFrom": {"secretKeyRef": {"name": SERVING_SECRET, "key": key}}}
           for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
+        {"name": "MLCORE_FEEDBACK_TOKEN",
+         "valueFrom": {"secretKeyRef": {"name": FEEDBACK_SECRET, "key": "token", "optional": True}}},
     ]  # fmt: skip
     security = pods.container_security_context().model_dump(by_alias=True, exclude_none=True)
     return {
@@ -72,8 +81,9 @@ def inference_service(name: str, namespace: str, image: str, storage_uri: str, v
                              "--version", version, "--host", "0.0.0.0", "--port", str(PORT)],
                     "env": [{"name": "STORAGE_URI", "value": storage_uri}, *env],
                     "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                    "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
-                    "livenessProbe": {**_probe("/v2/health/live", period=10, failures=6), "initialDelaySeconds": 30},
+                    "startupProbe": _probe("/v2/health/ready", period=2, failures=60),
+                    "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
+                    "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
                     "securityContext": security,
                     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -84,7 +94,7 @@ def inference_service(name: str, namespace: str, image: str, storage_uri: str, v
     }  # fmt: skip
 
 
-def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str) -> dict:
+def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str, feedback_url: str = "") -> dict:
     """The InferenceService of the release committed at `ref` (its dvc.lock names the release folder)."""
     import subprocess
 
@@ -108,7 +118,7 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
     name = params.release.model_name
     repository = image_repo or params.cluster.image_repository
     return inference_service(name, NAMESPACE, f"{repository}:{commit}", storage_prefix(bucket, name, release_md5),
-                             ref, commit, f"s3://{bucket}/feedback", s3_endpoint)  # fmt: skip
+                             ref, commit, feedback_url, s3_endpoint)  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -122,6 +132,9 @@ if __name__ == "__main__":
     parser.add_argument("--image-repo", help="default: params.yaml cluster.image_repository at REF")
     parser.add_argument("--bucket", default="mlcore")
     parser.add_argument("--s3-endpoint", default="http://mlcore-s3.mlcore.svc:8333")
+    parser.add_argument("--feedback-url", default="", help="accept feedback into this s3:// prefix (default: off); "
+                        f"create Secret {FEEDBACK_SECRET} with key token first")  # fmt: skip
     arguments = parser.parse_args()
-    service = for_revision(arguments.ref, arguments.image_repo, arguments.bucket, arguments.s3_endpoint)
+    service = for_revision(arguments.ref, arguments.image_repo, arguments.bucket, arguments.s3_endpoint,
+                           arguments.feedback_url)  # fmt: skip
     print(yaml.safe_dump(service, sort_keys=False), end="")

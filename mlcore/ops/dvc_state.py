@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -32,7 +32,7 @@ class S3Remote:
     prefix: str
     endpoint: str | None
     access_key: str | None
-    secret_key: str | None
+    secret_key: str | None = field(repr=False)
 
     def object_key(self, md5: str) -> str:
         """Where DVC 3 stores an object: <prefix>/files/md5/<first two hex>/<rest>."""

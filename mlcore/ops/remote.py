@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from pathlib import Path
 
+from mlcore.storage.private import private_file
 from mlcore.storage.seaweed import DEFAULT_PORT, Credentials, LocalS3Server, S3ServerError, port_is_open
 
 REMOTE_NAME = "storage"
@@ -44,10 +46,12 @@ def write_remote(
         remote["endpointurl"] = endpoint
     if credentials:
         remote.update(access_key_id=credentials.access_key, secret_access_key=credentials.secret_key)
+    config_file = private_file(Path(".dvc") / "config.local")  # it holds the keys: 0600 before DVC writes them
     with _config().edit("local") as config:
         if default:
             config["core"]["remote"] = name
         config["remote"][name] = remote
+    config_file.chmod(0o600)
 
 
 def local_server() -> LocalS3Server:

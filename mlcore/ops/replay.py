@@ -57,7 +57,7 @@ def fresh_clone(repo: Path, ref: str, into: Path) -> Path:
     return into
 
 
-def _dvc(clone: Path, *args: str) -> str:
+def dvc(clone: Path, *args: str) -> str:
     return _run(clone, sys.executable, "-m", "dvc", *args)
 
 
@@ -85,22 +85,22 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, li
     expected = lock_outputs(clone / "dvc.lock")
     if retrain:
         stages = stage_graph(clone)
-        _dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
-        _dvc(clone, "pull", str(METRICS))  # the tag's own test metrics, for a replay on other hardware
+        dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
+        dvc(clone, "pull", str(METRICS))  # the tag's own test metrics, for a replay on other hardware
         (workdir / "expected-metrics.json").write_bytes((clone / METRICS).read_bytes())
         recomputed = re.findall(  # everything else, recomputed
-            r"Running stage '([^']+)'", _dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))
+            r"Running stage '([^']+)'", dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))
         )
         print(f"recomputed {len(recomputed)} stages: {', '.join(recomputed)}")
     else:
-        _dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
-        recomputed = re.findall(r"Running stage '([^']+)'", _dvc(clone, "repro"))
+        dvc(clone, "fetch", "--run-cache")  # objects and run-cache into the empty cache, nothing checked out
+        recomputed = re.findall(r"Running stage '([^']+)'", dvc(clone, "repro"))
         if recomputed:  # restoring must never compute: the tag's dvc.lock does not match its code or params
             raise ReplayError(
                 f"{ref}: stage(s) {', '.join(recomputed)} had to be recomputed, so its dvc.lock does not describe "
                 "its code and params (commit after `make run`); use --retrain to check the outputs anyway"
             )
-        _dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
+        dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
     return clone, compare(expected, lock_outputs(clone / "dvc.lock"))
 
 

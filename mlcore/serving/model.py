@@ -1,55 +1,23 @@
 """A released model as the server holds it: the SavedModel (calibration folded in), its release record and
-provenance, and the same image handling as the prepare stage (RGB conversion, bilinear resize)."""
+provenance."""
 
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-
-from mlcore.data.transform import resize_image
 
 
-class BadInput(ValueError):
-    """A request the model cannot take; the message says which input and why (HTTP 4xx)."""
+def recorded_numerics(provenance_path: Path) -> dict[str, str]:
+    """The oneDNN variables the model was trained and evaluated with (its provenance record), to set before
+    TensorFlow loads so the server computes what the evaluate stage computed."""
+    from mlcore.runtime import numerics_environment
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_pixels: int = 4096 * 4096  # per image: a decompression bomb or a mistake, not a photo
-    max_batch: int = 64
-    min_side: int = 8
-
-
-def decode_image(data: bytes, index: int, limits: Limits) -> np.ndarray:
-    """Encoded JPEG/PNG bytes -> uint8 RGB array, the way prepare converts (CMYK, grayscale, RGBA -> RGB)."""
-    if not data:
-        raise BadInput(f"image {index}: empty")
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    try:
-        image = Image.open(io.BytesIO(data))
-        check_size(image.size[1], image.size[0], index, limits)
-        image.load()  # a truncated upload fails here
-    except Image.DecompressionBombError as exc:
-        raise BadInput(f"image {index}: too large ({exc})", 413) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BadInput(f"image {index}: not a readable JPEG or PNG ({exc})", 415) from None
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def check_size(height: int, width: int, index: int, limits: Limits) -> None:
-    if height * width > limits.max_pixels:
-        raise BadInput(f"image {index}: {width}x{height} exceeds the limit of {limits.max_pixels} pixels", 413)
-    if min(height, width) < limits.min_side:
-        raise BadInput(f"image {index}: {width}x{height} is smaller than {limits.min_side} pixels on a side")
+    if not provenance_path.exists():
+        return {}
+    recorded = json.loads(provenance_path.read_text()).get("environment", {})
+    return numerics_environment(recorded.get("onednn_opts", False), recorded.get("max_cpu_isa", "all"))
 
 
 class ReleasedModel:
@@ -66,6 +34,11 @@ class ReleasedModel:
         self.image_size = int(self.release["image_size"])
         self.class_names = list(self.release["class_names"])
         self._serve = tf.saved_model.load(str(self.directory / "saved_model")).signatures["serve"]
+        self.predict(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))  # the first call builds kernels
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, S, S, 3] at the model's size -> calibrated probabilities float32 [N, S, S, C]."""
+        return self._serve(images=images)["probabilities"].numpy()
 
     def metadata(self) -> dict:
         """The V2 model metadata, with the version and provenance tags the seed's deployment carried."""
@@ -91,21 +64,3 @@ class ReleasedModel:
                 "image_size": self.image_size,
             },
         }
-
-    def predict(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(mask uint8 [H, W], calibrated probabilities float32 [H, W, C]) per image, at each input's size."""
-        import tensorflow as tf
-
-        size = self.image_size
-        batch = np.stack([
-            image if image.shape[:2] == (size, size) else resize_image(Image.fromarray(image), size) for image in images
-        ])  # fmt: skip
-        probabilities = self._serve(images=tf.constant(batch))["probabilities"]
-        results = []
-        for image, probability in zip(images, probabilities, strict=True):
-            height, width = image.shape[:2]
-            if (height, width) != (size, size):
-                probability = tf.image.resize(probability, (height, width), method="bilinear")
-            probability = np.asarray(probability, np.float32)
-            results.append((probability.argmax(axis=-1).astype(np.uint8), probability))
-        return results

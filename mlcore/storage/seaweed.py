@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlcore.storage.private import private_file
 
 STATE_DIR = Path(".cache/s3")
 DEFAULT_PORT = 8333
@@ -26,7 +28,7 @@ STOP_GRACE_S = 3.0
 @dataclass(frozen=True)
 class Credentials:
     access_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
 
 
 class S3ServerError(RuntimeError):
@@ -102,9 +104,7 @@ class LocalS3Server:
         if port_is_open(self.port):
             raise S3ServerError(f"port {self.port} is taken by another program; set MLCORE_S3_PORT to a free port")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        identities = self.state_dir / "identities.json"
-        identities.touch(mode=0o600)
-        identities.chmod(0o600)
+        identities = private_file(self.state_dir / "identities.json")
         identities.write_text(
             json.dumps(
                 {

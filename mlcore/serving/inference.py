@@ -1,0 +1,61 @@
+"""One inference request from body to response body, in the two halves that run off the event loop: before
+the model (parse, budget, decode, resize) and after it (back to each input's size, mask, encode).
+
+The budget is checked between parsing and decoding: the sizes come from the tensor's shape or the images'
+headers, so a request over budget is refused before it costs memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlcore.serving.errors import BadInput
+from mlcore.serving.images import at_size, decode, mask_of, open_image, to_model_size
+from mlcore.serving.limits import Limits
+from mlcore.serving.protocol import InferRequest, encode_infer_response, parse_infer_request
+
+
+@dataclass(frozen=True)
+class Job:
+    request: InferRequest
+    height: int
+    width: int
+    model_input: np.ndarray  # uint8 [N, S, S, 3]
+
+
+def prepare(body: bytes, header_length: str | None, limits: Limits, image_size: int, classes: int) -> Job:
+    request = parse_infer_request(body, header_length)
+    if request.pixels is not None:
+        count, height, width = request.pixels.shape[:3]
+        limits.check_batch(count, "input 'image'")
+        limits.check_image(width, height, "input 'image'")
+        _check_budget(request, limits, count, height, width, classes)
+        return Job(request, height, width, to_model_size(request.pixels, image_size))
+    assert request.encoded is not None
+    limits.check_batch(len(request.encoded), "input 'image_bytes'")
+    opened = [open_image(data, f"image_bytes[{i}]", limits) for i, data in enumerate(request.encoded)]
+    sizes = sorted({image.size for image in opened})
+    if len(sizes) > 1:
+        raise BadInput(f"images of different sizes {sizes} cannot form one output tensor; send them apart")
+    (width, height), count = sizes[0], len(opened)
+    _check_budget(request, limits, count, height, width, classes)
+    decoded = [decode(image, f"image_bytes[{i}]") for i, image in enumerate(opened)]
+    return Job(request, height, width, to_model_size(decoded, image_size))
+
+
+def _check_budget(request: InferRequest, limits: Limits, count: int, height: int, width: int, classes: int) -> None:
+    pixels = count * height * width
+    per_pixel = {"mask": ("UINT8", 1), "probabilities": ("FP32", classes)}
+    limits.check_budget(pixels, [(per_pixel[o.name][0], pixels * per_pixel[o.name][1], o.binary)
+                                 for o in request.outputs])  # fmt: skip
+
+
+def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[bytes, dict]:
+    """The model's [N, S, S, C] probabilities -> the response body and headers at the input's size."""
+    full = at_size(probabilities, job.height, job.width)
+    arrays = {"probabilities": lambda: full, "mask": lambda: mask_of(full)}
+    if job.request.id is not None:
+        head = {**head, "id": job.request.id}
+    return encode_infer_response(head, [(output, arrays[output.name]()) for output in job.request.outputs])

@@ -1,0 +1,71 @@
+"""The server's Prometheus metrics, and the ASGI layer that records every request, including the ones that
+fail with an unexpected exception (answered 500, counted, logged with their traceback)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.responses import JSONResponse
+
+log = logging.getLogger("mlcore.serving")
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("mlcore_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
+        self.latency = Histogram(
+            "mlcore_request_seconds",
+            "Request latency, from the request reaching the app to the end of the response",
+            ["endpoint"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.errors = Counter("mlcore_errors_total", "Requests answered with an error", ["status"], registry=registry)
+        self.internal_errors = Counter(
+            "mlcore_internal_errors_total", "Requests that raised an unexpected exception (500)", registry=registry
+        )
+        self.images = Counter("mlcore_images_total", "Images segmented", registry=registry)
+        self.batch_size = Histogram(
+            "mlcore_batch_size", "Images per model call (dynamic batching)", registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )  # fmt: skip
+
+
+class MeasuredApp:
+    """ASGI middleware: latency and status of every HTTP request; an exception becomes a counted 500."""
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def recording_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        except Exception:
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            self.metrics.internal_errors.inc()
+            if status is None:
+                await JSONResponse({"error": "internal server error; see the server's log"}, 500)(scope, receive, send)
+            status = 500
+        finally:
+            route = scope.get("route")
+            endpoint = route.path if route else "unmatched"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            if status is None or status >= 400:
+                self.metrics.errors.labels(str(status)).inc()
