@@ -1,7 +1,8 @@
 """Load on the V2 inference server: throughput, p50/p99 latency and the health endpoint's p99 at 1, 4 and
 16 concurrent clients, the server's peak memory, and the exported SavedModel's own throughput measured in the
-same run (in-process, on the same images already at the model's size, at the batch size the server forms at
-16 clients). Needs `make run` first (it serves the workspace's release/).
+same run in-process at the batch size the server forms at 16 clients: the SavedModel alone on the same images
+already at the model's size (the target's baseline), and the server's whole per-image work without HTTP.
+Needs `make run` first (it serves the workspace's release/).
 
 Two payloads, both binary (the tensor data extension) and mask-only:
 - a pet-photo-sized JPEG (500x375): decode, resize, model, upsample to 500x375, mask;
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mlcore.serving.client import binary_request, read_response
+from mlcore.serving.protocol import HEADER_LENGTH
 
 PORT = 28080
 SECONDS_PER_LEVEL = 15
@@ -112,18 +114,35 @@ def run_level(port: int, path: str, body: bytes, headers: dict, clients: int) ->
     }
 
 
-def in_process_throughput(images: np.ndarray, batch: int) -> float:
-    """Images/s of the SavedModel called directly on model-sized images (as the server's model thread does)."""
-    import tensorflow as tf
+def images_per_second(step, images_per_step: int) -> float:
+    """The best of three windows: this machine stalls now and then, and a stall is not the code's speed."""
+    step()
+    best = 0.0
+    for _ in range(3):
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < SECONDS_PER_LEVEL / 4:
+            step()
+            count += images_per_step
+        best = max(best, count / (time.perf_counter() - started))
+    return best
 
-    serve = tf.saved_model.load("release/saved_model").signatures["serve"]
-    inputs = np.repeat(images[:1], batch, axis=0)
-    serve(images=inputs)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < SECONDS_PER_LEVEL / 2:
-        serve(images=inputs)["probabilities"].numpy()
-        count += batch
-    return count / (time.perf_counter() - started)
+
+def in_process(serve, encoded: list[bytes] | None, tensor: np.ndarray, batch: int) -> tuple[float, float]:
+    """Images/s in this process at `batch` images a call: (the SavedModel alone on model-sized images, as the
+    server's model thread runs it; the server's whole per-image work, one step after the other: parse, decode,
+    resize, SavedModel, mask at the input's size, encode, with no HTTP and no threads)."""
+    from mlcore.serving import inference
+    from mlcore.serving.limits import Limits
+
+    inputs = np.repeat(tensor[:1], batch, axis=0)
+    body, headers = binary_request(encoded=encoded * batch) if encoded else binary_request(pixels=inputs)
+
+    def whole_work() -> None:
+        job = inference.prepare(body, headers[HEADER_LENGTH], Limits(), inputs.shape[1], 3)
+        inference.finish(job, serve(images=job.model_input)["probabilities"].numpy(), {})
+
+    model_only = images_per_second(lambda: serve(images=inputs)["probabilities"].numpy(), batch)
+    return model_only, images_per_second(whole_work, batch)
 
 
 def main() -> None:
@@ -140,8 +159,8 @@ def main() -> None:
     photo = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
     tensor = np.random.default_rng(1).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     payloads = {
-        "500x375 JPEG, mask": (binary_request(encoded=[jpeg]), to_model_size([photo], size)),
-        f"{size}x{size} UINT8, mask": (binary_request(pixels=tensor), tensor),
+        "500x375 JPEG, mask": (binary_request(encoded=[jpeg]), [jpeg], to_model_size([photo], size)),
+        f"{size}x{size} UINT8, mask": (binary_request(pixels=tensor), None, tensor),
     }
     server = subprocess.Popen([sys.executable, "-m", "mlcore.serving", "--port", str(PORT)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -150,7 +169,7 @@ def main() -> None:
         while not _ready(PORT):
             time.sleep(0.2)
         print(f"server peak RSS after start: {peak_rss_mib(server.pid):.0f} MiB")
-        for label, ((body, headers), _) in payloads.items():
+        for label, ((body, headers), _, _) in payloads.items():
             connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
             connection.request("POST", path, body, headers)
             response = connection.getresponse()
@@ -169,15 +188,18 @@ def main() -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)  # as the server (mlcore.serving --threads)
-    for label, (_, images) in payloads.items():
+    serve = tf.saved_model.load("release/saved_model").signatures["serve"]
+    for label, (_, encoded, images) in payloads.items():
         served = next(row for name, row in rows if name == label and row["clients"] == CLIENTS[-1])
         batch = max(1, round(served["mean_batch"]))
-        direct = in_process_throughput(images, batch)
-        ratio = served["throughput"] / direct
+        model_only, whole_work = in_process(serve, encoded, images, batch)
+        ratio = served["throughput"] / model_only
         verdict = "meets" if ratio >= TARGET_RATIO else "misses"
         print(
-            f"{label}: SavedModel in-process at batch {batch}: {direct:.1f} images/s; server at {CLIENTS[-1]} "
-            f"clients {served['throughput']:.1f} req/s = {ratio:.2f}x ({verdict} the {TARGET_RATIO}x target)"
+            f"{label}, in-process at batch {batch}: SavedModel {model_only:.1f} images/s, the same work without "
+            f"HTTP {whole_work:.1f} images/s; server at {CLIENTS[-1]} clients {served['throughput']:.1f} req/s = "
+            f"{ratio:.2f}x the SavedModel ({verdict} the {TARGET_RATIO}x target), "
+            f"{served['throughput'] / whole_work:.2f}x the same work"
         )
 
 

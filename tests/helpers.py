@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -204,3 +205,22 @@ def git_daemon(base: Path, port: int):
     finally:
         daemon.kill()
         daemon.wait()
+
+
+def read_http_reply(connection: socket.socket) -> bytes:
+    """One HTTP response (headers and its Content-Length of body), read as it arrives."""
+    reply = b""
+    while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < _content_length(reply):
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    return reply
+
+
+def _content_length(reply: bytes) -> int:
+    for line in reply.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,8 @@ from PIL import Image
 from mlcore.serving.client import binary_request, read_response
 from mlcore.serving.protocol import HEADER_LENGTH
 from mlcore.storage.seaweed import Credentials, LocalS3Server
-from tests.helpers import REPO_ROOT, VENV_BIN, free_port_block
-from workflows.serving import PROBE_TIMEOUT_S
+from tests.helpers import REPO_ROOT, VENV_BIN, free_port_block, read_http_reply
+from workflows.serving import MEMORY_LIMIT_GIB, PROBE_TIMEOUT_S
 
 pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
 
@@ -69,7 +70,8 @@ def server(tmp_path_factory):
            "AWS_SECRET_ACCESS_KEY": credentials.secret_key}  # fmt: skip
     process = subprocess.Popen(
         ["python", "-m", "mlcore.serving", "--release-dir", str(root / "release"), "--provenance",
-         str(root / "provenance.json"), "--version", "model@v9.9.9", "--port", str(port)],
+         str(root / "provenance.json"), "--version", "model@v9.9.9", "--port", str(port),
+         "--batch-delay-ms", "25"],  # long enough that concurrent test requests always share a model call
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -226,6 +228,8 @@ def raw(text: str) -> tuple[bytes, dict]:
 
 
 TINY_IMAGE = {"name": "image", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0] * 192}
+RAGGED = np.zeros((1, 8, 8, 3), int).tolist()
+RAGGED[0][3] = RAGGED[0][3][:-1]
 
 
 def image_json(data: str, shape: str = "[1, 8, 8, 3]") -> str:
@@ -246,7 +250,7 @@ BAD_REQUESTS = {
         {"name": "image", "shape": [1, 8, 8, 3], "datatype": "FP32", "data": [0.0] * 192}]}, 400, "expected UINT8"),
     "wrong shape": ({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "UINT8", "data": [0] * 64}]},
                     400, "expected [N, H, W, 3]"),
-    "data does not fill the shape": (raw(image_json("[0, 0]")), 400, "2 values for shape"),
+    "data does not fill the shape": (raw(image_json("[0, 0]")), 400, "does not fit shape"),
     "values out of range": (raw(image_json(json.dumps([300] * 192))), 400, "0..255"),
     "Infinity": (raw(image_json("[Infinity]")), 400, "not valid JSON"),
     "NaN": (raw(image_json("[NaN]")), 400, "not valid JSON"),
@@ -254,9 +258,28 @@ BAD_REQUESTS = {
     "floats": (raw(image_json(json.dumps([1.7] * 192))), 400, "must be integers"),
     "strings": (raw(image_json(json.dumps(["7"] * 192))), 400, "must be integers"),
     "booleans among integers": (raw(image_json(json.dumps([True] + [0] * 191))), 400, "must be integers"),
-    "ragged nesting": (raw(image_json("[[[[0, 0, 0]], [[0, 0]]]]", "[1, 2, 1, 3]")), 400, "values"),
+    "ragged nesting": (raw(image_json(json.dumps(RAGGED))), 400, "does not fit shape"),
+    "data nested deeper than the shape": (raw(image_json(json.dumps(np.zeros((1, 8, 8, 3, 1), int).tolist()))), 400,
+                                          "must be integers"),
+    "lists and values mixed at one level": (raw(image_json(json.dumps([np.zeros((8, 8, 3), int).tolist(), 0]),
+                                                           "[2, 8, 8, 3]")), 400, "nests lists and values"),
     "JSON nested 100k deep": (raw('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400, "not valid JSON"),
-    "data nested 100k deep": (raw(image_json("[" * 100_000 + "]" * 100_000)), 400, ""),
+    "data nested 100k deep": (raw(image_json("[" * 100_000 + "]" * 100_000)), 400, "not valid JSON"),
+    "no images, huge dimensions": ({"inputs": [TINY_IMAGE | {"shape": [0, 2**62, 2**62, 3], "data": []}]}, 400,
+                                   "the batch is empty"),
+    "no images, huge dimensions, binary": (binary_body(TINY_BINARY | {"shape": [0, 2**62, 2**62, 3],
+                                                                      "parameters": {"binary_data_size": 0}}, b""),
+                                           400, "the batch is empty"),
+    "a shape of 20 dimensions": ({"inputs": [TINY_IMAGE | {"shape": [1] * 20}]}, 400, "up to 4"),
+    "a non-ASCII digit in Inference-Header-Content-Length": ((b"{}", {HEADER_LENGTH: "\u00b2"}), 400, "must be an"),
+    "a name of a megabyte": ({"inputs": [TINY_IMAGE | {"name": "A" * 1_000_000}]}, 400, "unknown input 'AAAA"),
+    "a JSON body over 8 MiB": ({"inputs": [TINY_IMAGE | {"data": [0] * (3 * 1024 * 1024)}]}, 413, "exceeds"),
+    "a gzip body": ((b"\x1f\x8b", {"content-type": "application/json", "content-encoding": "gzip"}), 415,
+                    "uncompressed"),
+    "a 16-bit PNG": (bytes_body(encoded(Image.fromarray(np.zeros((16, 16), np.uint16)))), 415, "8-bit"),
+    "more BYTES elements than the shape": (binary_body(
+        {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}},
+        struct.pack("<I", 0) * 2), 400, "more than the 1 elements"),
     "outputs a string": ({"inputs": [TINY_IMAGE], "outputs": "mask"}, 400, "'outputs' must be list"),
     "outputs a list of strings": ({"inputs": [TINY_IMAGE], "outputs": ["mask"]}, 400, "outputs[0] must be an object"),
     "inputs a list of numbers": ({"inputs": [1]}, 400, "inputs[0] must be an object"),
@@ -275,7 +298,7 @@ BAD_REQUESTS = {
     "no inputs": ({"outputs": []}, 400, "inputs"),
     "unknown output": (tensor_body(np.zeros((1, 8, 8, 3), np.uint8), ("logits",)), 400, "unknown output"),
     "batch too large": ({"inputs": [{"name": "image", "shape": [65, 8, 8, 3], "datatype": "UINT8",
-                                     "data": [0] * (65 * 192)}]}, 413, "exceeds the limit"),
+                                     "data": [0] * (65 * 192)}]}, 413, "exceed the limit"),
     "images of different sizes": (bytes_body(encoded(Image.new("RGB", (16, 16))), encoded(Image.new("RGB", (16, 20)))),
                                   400, "different sizes"),
     "probabilities of 2048x2048 as JSON": (bytes_body(PNG_2048) | {"outputs": [{"name": "probabilities"}]}, 413,
@@ -297,21 +320,35 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server, case)
     body, status, message = BAD_REQUESTS[case]
     images_before = metric(server, "mlcore_images_total")
     response = infer(server, body) if isinstance(body, dict) else post(server, *body)
-    assert response.status_code == status, response.text
-    assert message in response.json()["error"]
+    assert response.status_code == status, response.text[:500]
+    assert message in response.json()["error"] and len(response.content) < 1100  # never an echo of the request
     assert metric(server, "mlcore_images_total") == images_before, "the model ran on a request it refused"
     assert_still_serving(server)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          None])  # fmt: skip
-def test_json_needs_a_json_content_type(server, content_type):
-    """A browser may send text/plain or a form cross-origin without a CORS preflight; JSON must say so."""
-    headers = {"content-type": content_type} if content_type else {}
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_json_in_a_body_a_browser_could_send_cross_origin_is_refused(server, content_type):
+    """A browser may send text/plain or a form cross-origin without a CORS preflight: refused. No Content-Type
+    at all is taken, as Triton's clients send JSON requests without one (inference changes nothing)."""
     body = json.dumps(tensor_body(np.zeros((1, SIZE, SIZE, 3), np.uint8))).encode()
-    response = post(server, body, headers)
+    response = post(server, body, {"content-type": content_type})
     assert response.status_code == 415 and "application/json" in response.json()["error"]
     assert post(server, body, {"content-type": "application/json; charset=utf-8"}).ok
+    assert post(server, body, {}).ok
+
+
+def test_each_output_may_override_binary_data_output_and_the_id_comes_back(server):
+    images = np.zeros((1, SIZE, SIZE, 3), np.uint8)
+    body = tensor_body(images) | {"id": "request-42", "parameters": {"binary_data_output": True}, "outputs": [
+        {"name": "mask", "parameters": {"binary_data": False}}, {"name": "probabilities"}]}  # fmt: skip
+    response = infer(server, body)
+    header = json.loads(response.content[: int(response.headers[HEADER_LENGTH])])
+    assert header["id"] == "request-42"
+    mask, probabilities = header["outputs"]
+    assert len(mask["data"]) == SIZE * SIZE  # JSON, as asked
+    assert probabilities["parameters"]["binary_data_size"] == SIZE * SIZE * 12 and "data" not in probabilities
+    versioned = requests.post(f"{server['url']}/v2/models/{MODEL}/versions/model@v9.9.9/infer", json=body, timeout=60)
+    assert versioned.ok
 
 
 def test_a_small_png_of_a_large_image_gets_its_mask_not_62_mb(server):
@@ -322,15 +359,19 @@ def test_a_small_png_of_a_large_image_gets_its_mask_not_62_mb(server):
     assert len(response.content) < 2.5 * 1024 * 1024  # one JSON digit and a comma a pixel, mask only
 
 
-def test_a_chunked_body_over_the_limit_is_cut_off_while_it_streams(server):
+@pytest.mark.parametrize("kind", ["json", "binary"])
+def test_a_chunked_body_over_the_limit_is_cut_off_while_it_streams(server, kind):
     """80 MB in chunked transfer encoding (no Content-Length to check): the server answers 413 once it has
-    counted 64 MiB, and stops reading; the client never gets to send it all."""
-    limit, chunk, total = 64 * 1024 * 1024, b"x" * (1024 * 1024), 80 * 1024 * 1024
+    counted its limit (8 MiB of JSON, 64 MiB with binary tensors) and stops reading; the client never gets to
+    send it all."""
+    limit = {"json": 8, "binary": 64}[kind] * 1024 * 1024
+    chunk, total = b"x" * (1024 * 1024), 80 * 1024 * 1024
+    binary_header = "Inference-Header-Content-Length: 100\r\n" if kind == "binary" else ""
     connection = socket.create_connection(("127.0.0.1", server["port"]), timeout=60)
     connection.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       "Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
+                       f"{binary_header}Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
     sent, replies = 0, []
-    reader = threading.Thread(target=lambda: replies.append(_read_reply(connection)))
+    reader = threading.Thread(target=lambda: replies.append(read_http_reply(connection)))
     reader.start()
     try:
         while sent < total and not replies:
@@ -342,36 +383,31 @@ def test_a_chunked_body_over_the_limit_is_cut_off_while_it_streams(server):
     reader.join(timeout=60)
     connection.close()
     assert replies and replies[0].startswith(b"HTTP/1.1 413"), replies
-    assert b"exceeds 67108864 bytes" in replies[0]
+    assert b"exceeds %d bytes" % limit in replies[0]
     assert sent < total and sent <= limit + 16 * len(chunk)  # what the socket buffers held, not the whole body
     assert_still_serving(server)
 
 
-def _read_reply(connection: socket.socket) -> bytes:
-    """One HTTP response (headers and its Content-Length of body), read as it arrives."""
-    reply = b""
-    while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < _content_length(reply):
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-    return reply
+def _largest_json_request() -> tuple[bytes, dict]:
+    """The most work one JSON body may ask for: 3 million nested integers, just under the 8 MiB limit."""
+    pixels = b"[" + b",".join([b"[" + b",".join([b"[0,0,0]"] * 1000) + b"]"] * 1000) + b"]"
+    return b'{"inputs": [{"name": "image", "shape": [1, 1000, 1000, 3], "datatype": "UINT8", "data": [%s]}]}' % (
+        pixels
+    ), {"content-type": "application/json"}
 
 
-def _content_length(reply: bytes) -> int:
-    for line in reply.partition(b"\r\n\r\n")[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
-def test_health_answers_within_the_probe_timeout_while_a_large_request_is_processed(server):
-    """A 4096x4096 PNG (decode, resize, upsample 16.7 Mpx of probabilities, mask) runs for seconds; the
-    liveness probe of the KServe manifest must not time out meanwhile."""
+def _largest_png_request() -> tuple[bytes, dict]:
+    """A 4096x4096 PNG: decode, resize, the mask at 16.7 Mpx."""
     gradient = np.linspace(0, 255, 4096, dtype=np.uint8)
-    photo = Image.fromarray(np.stack([np.tile(gradient, (4096, 1))] * 3, axis=-1))
-    body, headers = binary_request(encoded=[image_bytes(photo)])
+    return binary_request(encoded=[image_bytes(Image.fromarray(np.stack([np.tile(gradient, (4096, 1))] * 3, -1)))])
+
+
+@pytest.mark.parametrize("heavy_request", [_largest_json_request, _largest_png_request])
+def test_health_answers_within_the_probe_timeout_while_a_large_request_is_processed(server, heavy_request):
+    """The largest requests the limits allow run for a second or more; the liveness probe of the KServe manifest
+    must not time out meanwhile, and the server must stay well under the pod's memory limit."""
+    body, headers = heavy_request()
+    assert len(body) < 8 * 1024 * 1024
     result: list[requests.Response] = []
     heavy = threading.Thread(target=lambda: result.append(post(server, body, headers)))
     heavy.start()
@@ -383,9 +419,16 @@ def test_health_answers_within_the_probe_timeout_while_a_large_request_is_proces
         latencies.append(time.perf_counter() - started)
         time.sleep(0.05)
     heavy.join()
-    assert result[0].ok, result[0].text
-    assert read_response(result[0].content, result[0].headers)["mask"].shape == (1, 4096, 4096)
+    assert result[0].ok, result[0].text[:300]
+    assert read_response(result[0].content, result[0].headers)["mask"].shape[0] == 1
     assert len(latencies) >= 3 and max(latencies) < PROBE_TIMEOUT_S, latencies
+    peak = _peak_rss_gib(server["process"].pid)  # this server's peak over every test so far
+    assert peak < MEMORY_LIMIT_GIB * 0.75, f"peak RSS {peak:.2f} GiB against the pod's {MEMORY_LIMIT_GIB} GiB limit"
+
+
+def _peak_rss_gib(pid: int) -> float:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmHWM"].split()[0]) / 1024**2
 
 
 def test_unknown_model_and_invalid_json(server):
@@ -403,7 +446,8 @@ def feedback(server, body, token: str | None = TOKEN, source: str = "127.0.0.1",
     headers = {"content-type": "application/json", **headers}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    connection.request("POST", f"/v2/models/{MODEL}/feedback", json.dumps(body).encode(), headers)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection.request("POST", f"/v2/models/{MODEL}/feedback", data, headers)
     response = connection.getresponse()
     payload = json.loads(response.read())
     connection.close()
@@ -422,16 +466,22 @@ def test_feedback_is_stored_in_s3_as_a_new_sample_in_the_oxford_layout(server):
     assert {f"feedback/images/{answer['sample']}.jpg", f"feedback/annotations/trimaps/{answer['sample']}.png"} <= keys
     stored = server["s3"].get_object(Bucket="mlcore", Key=f"feedback/annotations/trimaps/{answer['sample']}.png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(stored["Body"].read()))), np.full((20, 30), 2))
+    record = json.loads(server["s3"].get_object(Bucket="mlcore", Key=f"feedback/metadata/{answer['sample']}.json")
+                        ["Body"].read())  # fmt: skip
+    assert record["client"] == "127.0.0.1" and record["version"] == "model@v9.9.9" and record["received"]
 
     bad_mask = sample() | {"mask": encoded(Image.fromarray(np.full((20, 30), 7, np.uint8)))}
     status, answer = feedback(server, bad_mask)
     assert status == 400 and "found [7]" in answer["error"]
 
 
-def test_feedback_needs_the_token(server):
+def test_feedback_needs_the_token_before_anything_else(server):
+    """Without the token, nothing of the request is looked at: not its type, size or content."""
     for token in (None, "wrong-token-0123456789abcdef"):
         status, answer = feedback(server, sample(), token=token)
         assert status == 401 and "Bearer" in answer["error"] and answer["headers"]["www-authenticate"] == "Bearer"
+    for body, headers in [(b"x" * (17 * 1024 * 1024), {}), (b"{not json", {"content-type": "text/plain"})]:
+        assert feedback(server, body, token=None, **headers)[0] == 401
 
 
 def test_feedback_refuses_what_a_browser_could_send_cross_origin_and_oversized_masks(server):
@@ -446,7 +496,10 @@ def test_feedback_refuses_what_a_browser_could_send_cross_origin_and_oversized_m
     assert status == 400 and "30x20 trimap is required" in answer["error"], answer
 
 
-def test_feedback_has_a_quota_per_client(server):
+def test_feedback_has_a_quota_of_stored_samples_per_client(server):
+    refused = [feedback(server, sample(), source="127.0.0.2", **{"content-type": "text/plain"})[0],
+               feedback(server, sample() | {"mask": "%%%"}, source="127.0.0.2")[0]]  # fmt: skip
+    assert refused == [415, 400]  # refused samples are not counted
     statuses = [feedback(server, sample(), source="127.0.0.2")[0] for _ in range(FEEDBACK_PER_HOUR)]
     assert statuses == [201] * FEEDBACK_PER_HOUR
     status, answer = feedback(server, sample(), source="127.0.0.2")
@@ -460,3 +513,22 @@ def test_prometheus_metrics_count_requests_errors_and_images(server):
     assert 'mlcore_requests_total{endpoint="/v2/models/{name}/infer",status="400"}' in text
     assert "mlcore_request_seconds_bucket" in text and "mlcore_images_total" in text
     assert "mlcore_batch_size_bucket" in text and "mlcore_internal_errors_total 0.0" in text
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 1000])
+def test_the_mask_at_the_input_size_is_the_argmax_of_the_resized_probabilities_bit_for_bit(chunk, monkeypatch):
+    """mask_at_size interpolates only near class boundaries (`chunk` pixels at a time); it must agree everywhere
+    with resizing all of the probabilities (TensorFlow's bilinear resize) and taking the argmax."""
+    from mlcore.serving import images
+    from mlcore.serving.images import at_size, mask_at_size, mask_of
+
+    monkeypatch.setattr(images, "CHUNK_PIXELS", chunk)
+
+    rng = np.random.default_rng(7)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).resize((128, 128)))
+    fields = [rng.random((2, 128, 128, 3), dtype=np.float32), (smooth / smooth.sum(-1, keepdims=True))[None]]
+    for probabilities in fields:
+        for height, width in [(375, 500), (129, 1000), (8, 8), (64, 300), (128, 128), (1024, 77)]:
+            probabilities = probabilities.astype(np.float32)
+            expected = mask_of(at_size(probabilities, height, width))
+            assert np.array_equal(mask_at_size(probabilities, height, width), expected), (height, width)

@@ -19,6 +19,7 @@ REMOTE_NAME = "storage"
 PRODUCTION_REMOTE = "production"  # a replay on the cluster reads pinned inputs here and writes elsewhere
 BUCKET = "mlcore"
 REMOTE_URL = f"s3://{BUCKET}/dvcstore"
+LOCAL_CONFIG = Path(".dvc") / "config.local"
 
 
 def _config():
@@ -46,7 +47,7 @@ def write_remote(
         remote["endpointurl"] = endpoint
     if credentials:
         remote.update(access_key_id=credentials.access_key, secret_access_key=credentials.secret_key)
-    config_file = private_file(Path(".dvc") / "config.local")  # it holds the keys: 0600 before DVC writes them
+    config_file = private_file(LOCAL_CONFIG)  # it holds the keys: 0600 before DVC writes them
     with _config().edit("local") as config:
         if default:
             config["core"]["remote"] = name
@@ -65,6 +66,7 @@ def is_external(config: dict[str, str], server: LocalS3Server) -> bool:
 
 def up() -> str:
     """Start the local server (if the remote is local) and point DVC's default remote at it."""
+    private_file(LOCAL_CONFIG)  # it holds keys: 0600, even if an older version or a person made it 0644
     server = local_server()
     config = local_remote_config()
     if is_external(config, server):

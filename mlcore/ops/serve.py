@@ -30,9 +30,9 @@ def feedback_environment(repo: Path) -> dict[str, str]:
     remote = default_remote(repo)
     token = os.environ.get("MLCORE_FEEDBACK_TOKEN", "")
     if not token:
-        token_file = repo / TOKEN_FILE
-        if not token_file.exists() or not token_file.read_text().strip():
-            private_file(token_file).write_text(secrets.token_urlsafe(32) + "\n")
+        token_file = private_file(repo / TOKEN_FILE)  # 0600 even if it was made by hand
+        if not token_file.read_text().strip():
+            token_file.write_text(secrets.token_urlsafe(32) + "\n")
         token = token_file.read_text().strip()
         print(f"feedback on: send `Authorization: Bearer $(cat {TOKEN_FILE})`", flush=True)
     keys = {"AWS_ACCESS_KEY_ID": remote.access_key, "AWS_SECRET_ACCESS_KEY": remote.secret_key}

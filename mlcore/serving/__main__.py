@@ -7,6 +7,7 @@ MLCORE_FEEDBACK_TOKEN (see mlcore/serving/feedback.py).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from pathlib import Path
@@ -49,6 +50,10 @@ def main() -> None:
         max_batch=arguments.max_batch, max_delay_s=arguments.batch_delay_ms / 1000, workers=arguments.workers
     )
     app = create_app(model, feedback, batching=batching)
+    # TensorFlow leaves millions of objects that live as long as the process; out of the collector's sight, a
+    # request that allocates many (a large JSON body) no longer sets off full collections that hold the GIL
+    # for a second, and health keeps answering
+    gc.freeze()
     logging.getLogger("mlcore.serving").info("feedback %s", "on, to " + feedback.url if feedback else "off")
     uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning")
 

@@ -1,9 +1,10 @@
 """Dynamic batching: concurrent requests share one model call.
 
 The model runs on one thread, one batch at a time. While it runs, new requests queue; when it returns, the
-queue becomes the next batch (up to `max_batch` images). A request arriving at an idle model waits
-`max_delay_s` for company first. This is Triton's dynamic batcher in miniature: at 16 clients the model runs
-batches of ~16 instead of 16 calls of 1, which on a CPU is several times the throughput (bench/serving_load.py).
+queue becomes the next batch (up to `max_batch` images; a larger request is split). A request arriving at an
+idle model waits `max_delay_s` for company first. This is Triton's dynamic batcher in miniature: with many
+clients the model runs batches of several images instead of one call each, which on a CPU is several times
+the throughput (bench/serving_load.py).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ class DynamicBatcher:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     async def predict(self, images: np.ndarray) -> np.ndarray:
-        """The model's output for `images` [n, ...], computed in a batch with whatever else is queued."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((images, future))
+        """The model's output for `images` [n, ...], computed in batches with whatever else is queued."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(images), self._max_batch):
+            futures.append(loop.create_future())
+            self._pending.append((images[start : start + self._max_batch], futures[-1]))
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
-        return await future
+        return np.concatenate(await asyncio.gather(*futures))
 
     def _next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         group = [self._pending.popleft()]
@@ -47,6 +51,7 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self._max_delay_s)
         while self._pending:
+            # a future is done already if its request was cancelled (a client gone, the server stopping)
             group = [(images, future) for images, future in self._next_batch() if not future.done()]
             if not group:
                 continue

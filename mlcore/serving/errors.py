@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-class BadInput(ValueError):
-    """A request the model cannot take; the message says which field or input and what to do (HTTP 4xx)."""
+class RequestError(ValueError):
+    """A request the server refuses; the message says which field or input and what to do (HTTP 4xx)."""
 
     def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
         super().__init__(message)

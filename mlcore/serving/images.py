@@ -8,42 +8,53 @@ README documents; Pillow would otherwise also parse GIF, TIFF, BMP and a dozen m
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mlcore.data.transform import resize_image
-from mlcore.serving.errors import BadInput
+from mlcore.serving.errors import RequestError
 from mlcore.serving.limits import Limits
 
 FORMATS = ("JPEG", "PNG")
+WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+CHUNK_PIXELS = 1 << 20  # boundary pixels interpolated at once: ~100 MB of index and value arrays
 
 
 def open_image(data: bytes, where: str, limits: Limits, formats: tuple[str, ...] = FORMATS) -> Image.Image:
     """Read the header only and check the declared size: nothing is decoded yet."""
     if not data:
-        raise BadInput(f"{where}: empty")
+        raise RequestError(f"{where}: empty")
     try:
         image = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
-        raise BadInput(f"{where}: too large ({exc})", 413) from None
+        raise RequestError(f"{where}: too large ({exc})", 413) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadInput(f"{where}: not a readable {' or '.join(formats)} image ({exc})", 415) from None
+        raise RequestError(f"{where}: not a readable {' or '.join(formats)} image ({exc})", 415) from None
+    if image.mode in WIDE_MODES:
+        raise RequestError(f"{where}: {image.mode} pixels (16-bit or float) would lose their range in RGB; send "
+                           "an 8-bit image", 415)  # fmt: skip
     limits.check_image(*image.size, where)
+    return image
+
+
+def load(image: Image.Image, where: str) -> Image.Image:
+    """Decode an opened image's pixels; a truncated or corrupt upload fails here."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise RequestError(f"{where}: not a readable {image.format} image ({exc})", 415) from None
     return image
 
 
 def decode(image: Image.Image, where: str) -> np.ndarray:
     """An opened image -> uint8 RGB [H, W, 3], the way prepare converts (CMYK, grayscale, RGBA -> RGB)."""
-    try:
-        image.load()  # a truncated upload fails here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadInput(f"{where}: not a readable {image.format} image ({exc})", 415) from None
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.asarray(load(image, where).convert("RGB"), dtype=np.uint8)
 
 
 def to_model_size(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
-    """[N, size, size, 3] uint8: images already at the model's size pass through untouched."""
+    """[N, size, size, 3] uint8, a new array: images already at the model's size are copied untouched."""
     return np.stack([
         image if image.shape[:2] == (size, size) else resize_image(Image.fromarray(image), size) for image in images
     ])  # fmt: skip
@@ -56,6 +67,78 @@ def at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
     import tensorflow as tf
 
     return tf.image.resize(probabilities, (height, width), method="bilinear").numpy()
+
+
+@dataclass(frozen=True)
+class Taps:
+    """TensorFlow's bilinear resize along one axis, half-pixel centres (resize_bilinear_op.cc): each output
+    index reads source indices `lower` and `upper` and weighs the upper by `lerp`, all computed in float32."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    lerp: np.ndarray
+
+    @classmethod
+    def of(cls, out_size: int, in_size: int) -> Taps:
+        scale = np.float32(in_size) / np.float32(out_size)
+        position = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+        floor = np.floor(position)
+        upper = np.minimum(np.ceil(position), in_size - 1).astype(np.intp)
+        return cls(np.maximum(floor, 0).astype(np.intp), upper, position - floor)
+
+
+def mask_at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """argmax of the probabilities resized as `at_size` resizes them, without resizing them all.
+
+    Bilinear interpolation is a convex combination of a pixel's four source pixels, so where those four share
+    their argmax, the interpolated pixel has it too. Only the pixels of cells whose corners disagree (near a
+    class boundary) are interpolated, with TensorFlow's own float32 operations in its order, so the mask is
+    bit for bit `mask_of(at_size(...))` (tests/test_serving.py) in a third of the time, and in bounded memory:
+    the boundary pixels go CHUNK_PIXELS at a time.
+    """
+    if probabilities.shape[1:3] == (height, width):
+        return mask_of(probabilities)
+    rows, columns = Taps.of(height, probabilities.shape[1]), Taps.of(width, probabilities.shape[2])
+    labels = mask_of(probabilities)
+    below = np.concatenate([labels[:, 1:], labels[:, -1:]], axis=1)
+    uniform = (labels == below) & (labels == np.concatenate([labels[:, :, 1:], labels[:, :, -1:]], axis=2))
+    uniform &= labels == np.concatenate([below[:, :, 1:], below[:, :, -1:]], axis=2)
+    mask = labels[:, rows.lower][:, :, columns.lower]
+    image, y, x = np.nonzero(~uniform)
+    (row_start, row_count), (column_start, column_count) = _runs(rows.lower, y), _runs(columns.lower, x)
+    sizes = row_count * column_count
+    chunk_of_cell = (np.cumsum(sizes) - sizes) // CHUNK_PIXELS
+    for chunk in np.unique(chunk_of_cell):
+        cells = chunk_of_cell == chunk
+        cell, row, column = _pixels_of_cells(row_start[cells], column_start[cells], row_count[cells],
+                                             column_count[cells])  # fmt: skip
+        _interpolate_mask(probabilities, mask, image[cells][cell], row, column, rows, columns)
+    return mask
+
+
+def _runs(lower: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each source index owns a contiguous run of output indices (`lower` never decreases): start, length."""
+    start = np.searchsorted(lower, sources, side="left")
+    return start, np.searchsorted(lower, sources, side="right") - start
+
+
+def _pixels_of_cells(row_start, column_start, row_count, column_count) -> tuple[np.ndarray, ...]:
+    """(cell, row, column) of every output pixel of the given cells, each a rectangle of the output."""
+    sizes = row_count * column_count
+    cell = np.repeat(np.arange(len(sizes)), sizes)
+    offset = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return cell, row_start[cell] + offset // column_count[cell], column_start[cell] + offset % column_count[cell]
+
+
+def _interpolate_mask(probabilities, mask, image, row, column, rows: Taps, columns: Taps) -> None:
+    """mask[image, row, column] from the bilinear interpolation, computed as resize_bilinear_op.cc does."""
+    y0, y1, y_lerp = rows.lower[row], rows.upper[row], rows.lerp[row][:, None]
+    x0, x1, x_lerp = columns.lower[column], columns.upper[column], columns.lerp[column][:, None]
+    top_left, top_right = probabilities[image, y0, x0], probabilities[image, y0, x1]
+    bottom_left, bottom_right = probabilities[image, y1, x0], probabilities[image, y1, x1]
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    mask[image, row, column] = mask_of(top + (bottom - top) * y_lerp)
 
 
 def mask_of(probabilities: np.ndarray) -> np.ndarray:

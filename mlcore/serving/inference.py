@@ -11,38 +11,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlcore.serving.errors import BadInput
-from mlcore.serving.images import at_size, decode, mask_of, open_image, to_model_size
+from mlcore.serving.errors import RequestError
+from mlcore.serving.images import at_size, decode, mask_at_size, open_image, to_model_size
 from mlcore.serving.limits import Limits
-from mlcore.serving.protocol import InferRequest, encode_infer_response, parse_infer_request
+from mlcore.serving.protocol import InferRequest, RequestedOutput, encode_infer_response, parse_infer_request
 
 
 @dataclass(frozen=True)
 class Job:
-    request: InferRequest
+    """What a request keeps while it waits for the model: small (the body and decoded images are gone)."""
+
+    outputs: tuple[RequestedOutput, ...]
+    id: str | None
     height: int
     width: int
-    model_input: np.ndarray  # uint8 [N, S, S, 3]
+    model_input: np.ndarray  # uint8 [N, S, S, 3], a copy
 
 
 def prepare(body: bytes, header_length: str | None, limits: Limits, image_size: int, classes: int) -> Job:
-    request = parse_infer_request(body, header_length)
+    request = parse_infer_request(body, header_length, limits)
     if request.pixels is not None:
         count, height, width = request.pixels.shape[:3]
-        limits.check_batch(count, "input 'image'")
-        limits.check_image(width, height, "input 'image'")
         _check_budget(request, limits, count, height, width, classes)
-        return Job(request, height, width, to_model_size(request.pixels, image_size))
+        return Job(request.outputs, request.id, height, width, to_model_size(request.pixels, image_size))
     assert request.encoded is not None
-    limits.check_batch(len(request.encoded), "input 'image_bytes'")
     opened = [open_image(data, f"image_bytes[{i}]", limits) for i, data in enumerate(request.encoded)]
     sizes = sorted({image.size for image in opened})
     if len(sizes) > 1:
-        raise BadInput(f"images of different sizes {sizes} cannot form one output tensor; send them apart")
+        raise RequestError(f"images of different sizes {sizes} cannot form one output tensor; send them apart")
     (width, height), count = sizes[0], len(opened)
     _check_budget(request, limits, count, height, width, classes)
     decoded = [decode(image, f"image_bytes[{i}]") for i, image in enumerate(opened)]
-    return Job(request, height, width, to_model_size(decoded, image_size))
+    return Job(request.outputs, request.id, height, width, to_model_size(decoded, image_size))
 
 
 def _check_budget(request: InferRequest, limits: Limits, count: int, height: int, width: int, classes: int) -> None:
@@ -54,8 +54,8 @@ def _check_budget(request: InferRequest, limits: Limits, count: int, height: int
 
 def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[bytes, dict]:
     """The model's [N, S, S, C] probabilities -> the response body and headers at the input's size."""
-    full = at_size(probabilities, job.height, job.width)
-    arrays = {"probabilities": lambda: full, "mask": lambda: mask_of(full)}
-    if job.request.id is not None:
-        head = {**head, "id": job.request.id}
-    return encode_infer_response(head, [(output, arrays[output.name]()) for output in job.request.outputs])
+    arrays = {"probabilities": lambda: at_size(probabilities, job.height, job.width),
+              "mask": lambda: mask_at_size(probabilities, job.height, job.width)}  # fmt: skip
+    if job.id is not None:
+        head = {**head, "id": job.id}
+    return encode_infer_response(head, [(output, arrays[output.name]()) for output in job.outputs])

@@ -23,7 +23,6 @@ class ServerMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.errors = Counter("mlcore_errors_total", "Requests answered with an error", ["status"], registry=registry)
         self.internal_errors = Counter(
             "mlcore_internal_errors_total", "Requests that raised an unexpected exception (500)", registry=registry
         )
@@ -57,7 +56,7 @@ class MeasuredApp:
         try:
             await self.app(scope, receive, recording_send)
         except Exception:
-            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            log.exception("internal error on %s %s", scope["method"], scope["path"][:200])
             self.metrics.internal_errors.inc()
             if status is None:
                 await JSONResponse({"error": "internal server error; see the server's log"}, 500)(scope, receive, send)
@@ -67,5 +66,3 @@ class MeasuredApp:
             endpoint = route.path if route else "unmatched"
             self.metrics.requests.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-            if status is None or status >= 400:
-                self.metrics.errors.labels(str(status)).inc()

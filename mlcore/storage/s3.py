@@ -32,8 +32,9 @@ class S3Prefix:
     def key(self, *parts: str) -> str:
         return "/".join(part for part in (self.prefix, *parts) if part)
 
-    def client(self):
+    def client(self, config=None):
+        """A boto3 client; `config` a botocore Config (timeouts, retries) where the defaults do not fit."""
         import boto3
 
         region = os.environ.get("AWS_REGION", "us-east-1")
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=region)
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=region, config=config)
