@@ -43,7 +43,9 @@ class KServeStandIn:
         assert service["kind"] == "InferenceService" and service["apiVersion"] == "serving.kserve.io/v1beta1"
         self.services.append(service)
         (container,) = service["spec"]["predictor"]["containers"]
-        env = {e["name"]: e.get("value") or self._secret(e["valueFrom"]["secretKeyRef"]) for e in container["env"]}
+        env = {e["name"]: e["value"] if "value" in e else self._secret(e["valueFrom"]["secretKeyRef"])
+               for e in container["env"]}  # fmt: skip
+        env = {name: value for name, value in env.items() if value is not None}
         models = self._storage_initializer(env.pop("STORAGE_URI"))
         env["STORAGE_URI"] = "/mnt/models"
         tmp = self.workdir / f"predictor-{len(self.containers)}-tmp"
@@ -77,8 +79,12 @@ class KServeStandIn:
             return False
         return 200 <= response.status_code < 400
 
-    def _secret(self, ref: dict) -> str:
-        return self.secrets[ref["name"]][ref["key"]]
+    def _secret(self, ref: dict) -> str | None:
+        """As the kubelet: a missing Secret or key fails the pod unless the reference is optional (then the
+        variable is left unset)."""
+        value = self.secrets.get(ref["name"], {}).get(ref["key"])
+        assert value is not None or ref.get("optional"), f"Secret {ref['name']} (key {ref['key']}) is missing"
+        return value
 
     def _storage_initializer(self, uri: str) -> Path:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
