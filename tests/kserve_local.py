@@ -61,6 +61,14 @@ class KServeStandIn:
         self._kubelet_probes(container)
 
     def _kubelet_probes(self, container: dict) -> None:
+        """The kubelet probes the pod's IP on the probe's port: here the container shares the host's network,
+        so what is checked from the spec is that the probes target the container's port and that the server
+        listens on every interface (a server bound to 127.0.0.1 would pass here and fail in a pod)."""
+        (port,) = (entry["containerPort"] for entry in container["ports"])
+        args = container["args"]
+        assert args[args.index("--host") + 1] in ("0.0.0.0", "::"), "the server must listen on the pod's IP"
+        kinds = ("startupProbe", "readinessProbe", "livenessProbe")
+        assert all(container[kind]["httpGet"]["port"] == port for kind in kinds), "a probe misses the port"
         startup = container["startupProbe"]
         for _ in range(startup["failureThreshold"]):
             if self._probe_passes(startup):

@@ -230,6 +230,8 @@ def raw(text: str) -> tuple[bytes, dict]:
 TINY_IMAGE = {"name": "image", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0] * 192}
 RAGGED = np.zeros((1, 8, 8, 3), int).tolist()
 RAGGED[0][3] = RAGGED[0][3][:-1]
+SHIFTED = np.zeros((1, 8, 8, 3), int).tolist()  # every level's total right, one pixel moved to the next row
+SHIFTED[0][4].append(SHIFTED[0][3].pop())
 
 
 def image_json(data: str, shape: str = "[1, 8, 8, 3]") -> str:
@@ -258,13 +260,19 @@ BAD_REQUESTS = {
     "floats": (raw(image_json(json.dumps([1.7] * 192))), 400, "must be integers"),
     "strings": (raw(image_json(json.dumps(["7"] * 192))), 400, "must be integers"),
     "booleans among integers": (raw(image_json(json.dumps([True] + [0] * 191))), 400, "must be integers"),
-    "ragged nesting": (raw(image_json(json.dumps(RAGGED))), 400, "does not fit shape"),
+    "ragged nesting": (raw(image_json(json.dumps(RAGGED))), 400, "ragged"),
+    "ragged nesting with the right totals": (raw(image_json(json.dumps(SHIFTED))), 400, "ragged"),
+    "nested data of 160k pixel lists": (raw(image_json(json.dumps(np.zeros((1, 400, 400, 3), int).tolist()),
+                                                       "[1, 400, 400, 3]")), 400, "send tensor data flat"),
+    "an ignored field of 120k lists": ((json.dumps({"inputs": [TINY_IMAGE], "x": [[0]] * 120_000}).encode(),
+                                        {"content-type": "application/json"}), 400, "send tensor data flat"),
     "data nested deeper than the shape": (raw(image_json(json.dumps(np.zeros((1, 8, 8, 3, 1), int).tolist()))), 400,
                                           "must be integers"),
     "lists and values mixed at one level": (raw(image_json(json.dumps([np.zeros((8, 8, 3), int).tolist(), 0]),
                                                            "[2, 8, 8, 3]")), 400, "nests lists and values"),
-    "JSON nested 100k deep": (raw('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400, "not valid JSON"),
-    "data nested 100k deep": (raw(image_json("[" * 100_000 + "]" * 100_000)), 400, "not valid JSON"),
+    "JSON nested 100k deep": (raw('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400, "lists and objects"),
+    "JSON nested 2000 deep": (raw('{"inputs": ' + "[" * 2000 + "]" * 2000 + "}"), 400, "not valid JSON"),
+    "data nested 100k deep": (raw(image_json("[" * 100_000 + "]" * 100_000)), 400, "lists and objects"),
     "no images, huge dimensions": ({"inputs": [TINY_IMAGE | {"shape": [0, 2**62, 2**62, 3], "data": []}]}, 400,
                                    "the batch is empty"),
     "no images, huge dimensions, binary": (binary_body(TINY_BINARY | {"shape": [0, 2**62, 2**62, 3],
@@ -389,10 +397,10 @@ def test_a_chunked_body_over_the_limit_is_cut_off_while_it_streams(server, kind)
 
 
 def _largest_json_request() -> tuple[bytes, dict]:
-    """The most work one JSON body may ask for: 3 million nested integers, just under the 8 MiB limit."""
-    pixels = b"[" + b",".join([b"[" + b",".join([b"[0,0,0]"] * 1000) + b"]"] * 1000) + b"]"
-    return b'{"inputs": [{"name": "image", "shape": [1, 1000, 1000, 3], "datatype": "UINT8", "data": [%s]}]}' % (
-        pixels
+    """The most work one JSON body may ask for: 4.2 million integers, just under the 8 MiB limit."""
+    data = b",".join([b"0"] * (1180 * 1180 * 3))
+    return b'{"inputs": [{"name": "image", "shape": [1, 1180, 1180, 3], "datatype": "UINT8", "data": [%s]}]}' % (
+        data
     ), {"content-type": "application/json"}
 
 
@@ -526,7 +534,9 @@ def test_the_mask_at_the_input_size_is_the_argmax_of_the_resized_probabilities_b
 
     rng = np.random.default_rng(7)
     smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).resize((128, 128)))
-    fields = [rng.random((2, 128, 128, 3), dtype=np.float32), (smooth / smooth.sum(-1, keepdims=True))[None]]
+    base = rng.random((1, 128, 128, 1), dtype=np.float32)
+    near_tie = np.concatenate([base, np.nextafter(base, np.float32(2)), base / 2], axis=-1)  # class 1 by one ulp
+    fields = [rng.random((2, 128, 128, 3), dtype=np.float32), (smooth / smooth.sum(-1, keepdims=True))[None], near_tie]
     for probabilities in fields:
         for height, width in [(375, 500), (129, 1000), (8, 8), (64, 300), (128, 128), (1024, 77)]:
             probabilities = probabilities.astype(np.float32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from mlcore.serving.app import create_app
 from mlcore.serving.feedback import FeedbackConfig, FeedbackConfigError
 from mlcore.serving.images import mask_of
 from mlcore.serving.limits import Limits
+from mlcore.serving.protocol import HEADER_LENGTH
 from mlcore.serving.quota import ClientQuota, client_key
 from tests.helpers import REPO_ROOT, free_port_block, read_http_reply
 
@@ -130,6 +132,50 @@ def test_a_slow_body_is_cut_off_and_buffered_bytes_are_bounded():
         assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in reply
 
 
+def test_idle_connections_hold_none_of_the_budget():
+    """Connections that send headers announcing 64 MiB and then nothing are charged only for what arrives: a
+    small request right after them is served at once, not after their body timeout."""
+    app = create_app(StandInModel(fails=False), limits=Limits(max_buffered_bytes=1024 * 1024, body_timeout_s=4.0))
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(8)]
+        for connection in idle:
+            connection.sendall(b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\n"
+                               b"Inference-Header-Content-Length: 1\r\nContent-Length: 67108864\r\n\r\n")  # fmt: skip
+        time.sleep(0.3)
+        started = time.perf_counter()
+        assert requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30).ok
+        assert time.perf_counter() - started < 2.0  # the idle ones are cut off at 4 s
+        for connection in idle:
+            connection.close()
+
+
+def test_a_client_that_does_not_read_its_response_is_cut_off_and_its_bytes_come_back():
+    """A 2048x2048 mask as JSON (~8 MB, 16 MiB budgeted) to a client that never reads it: the response holds
+    the whole byte budget, so the next request waits, past its body deadline (503); at the send deadline
+    the slow client is cut off (499), and the budget is free again."""
+    header = json.dumps({"inputs": [{"name": "image", "shape": [1, 2048, 2048, 3], "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": 2048 * 2048 * 3}}]}).encode()  # fmt: skip
+    body, headers = header + bytes(2048 * 2048 * 3), {HEADER_LENGTH: str(len(header))}  # the mask as JSON
+    budget = 16 * 1024 * 1024 + 4096 + 100  # the response's estimate and a little: no room for another body
+    limits = Limits(max_buffered_bytes=budget, body_timeout_s=1.0, send_timeout_s=4.0)
+    with serving(create_app(StandInModel(fails=False), limits=limits)) as url:
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the response cannot drain
+        slow.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        slow.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+                     + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n" + body)  # fmt: skip
+        time.sleep(1.5)  # the response is built and stuck in the socket
+        busy = requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+        deadline = time.monotonic() + 10
+        while not metric(url, 'mlcore_requests_total{endpoint="/v2/models/{name}/infer",status="499"}'):
+            assert time.monotonic() < deadline, "the slow client was never cut off"
+            time.sleep(0.1)
+        assert requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30).ok
+        slow.close()
+
+
 def test_feedback_is_off_unless_configured(broken_server):
     assert requests.get(f"{broken_server}/v2", timeout=10).json()["extensions"] == ["binary_tensor_data"]
     response = requests.post(f"{broken_server}/v2/models/pet-segmenter/feedback", json={}, timeout=10)
@@ -182,6 +228,7 @@ def test_feedback_configuration_needs_a_token_and_hides_it():
         (url | {"MLCORE_FEEDBACK_TOKEN": "tökén" * 4}, "MLCORE_FEEDBACK_TOKEN is not usable"),
         (url | {"MLCORE_FEEDBACK_TOKEN": "t" * 20, "MLCORE_FEEDBACK_PER_HOUR": "-3"}, "MLCORE_FEEDBACK_PER_HOUR"),
         (url | {"MLCORE_FEEDBACK_TOKEN": "t" * 20, "MLCORE_FEEDBACK_PER_HOUR": "\u00b2"}, "MLCORE_FEEDBACK_PER_HOUR"),
+        (url | {"MLCORE_FEEDBACK_TOKEN": "t" * 20, "MLCORE_S3_ENDPOINT": "not a url"}, "MLCORE_S3_ENDPOINT"),
         ({"MLCORE_FEEDBACK_URL": "http://b/f", "MLCORE_FEEDBACK_TOKEN": "t" * 20}, "expected s3://"),
         ({"MLCORE_FEEDBACK_URL": "s3://", "MLCORE_FEEDBACK_TOKEN": "t" * 20}, "names no bucket"),
     ]:
@@ -203,29 +250,28 @@ def test_the_server_refuses_to_start_with_feedback_but_no_token(tmp_path):
     assert result.returncode != 0 and "MLCORE_FEEDBACK_TOKEN is unset" in result.stderr
 
 
-def test_the_quota_refills_over_the_hour_per_client():
+def test_the_quota_refills_over_the_hour_per_client_and_refunds():
     now = [0.0]
     quota = ClientQuota(per_hour=2, clock=lambda: now[0])
-    for _ in range(2):
-        assert quota.wait("a") == 0
-        quota.take("a")
-    assert quota.wait("a") == pytest.approx(1800)  # one sample every 30 minutes
-    assert quota.wait("b") == 0
+    assert quota.take("a") == 0 and quota.take("a") == 0
+    assert quota.take("a") == pytest.approx(1800)  # one sample every 30 minutes
+    assert quota.take("b") == 0
+    quota.refund("a")  # a request that did not store its sample
+    assert quota.take("a") == 0 and quota.take("a") > 0
     now[0] = 1800.0
-    assert quota.wait("a") == 0
-    quota.take("a")
-    assert quota.wait("a") > 0
+    assert quota.take("a") == 0 and quota.take("a") > 0
 
 
-def test_the_quota_tracks_a_bounded_number_of_clients_and_ipv6_by_its_64():
+def test_the_quota_tracks_a_bounded_number_of_clients_and_keys_addresses():
     from mlcore.serving import quota as quota_module
 
     quota = ClientQuota(per_hour=1, clock=lambda: 0.0)
     for client in range(3 * quota_module.MAX_TRACKED):
-        quota.take(str(client))
+        assert quota.take(str(client)) == 0
     assert len(quota.buckets) == quota_module.MAX_TRACKED
-    assert quota.wait(str(3 * quota_module.MAX_TRACKED - 1)) > 0  # the recent ones are still counted
+    assert quota.take(str(3 * quota_module.MAX_TRACKED - 1)) > 0  # the recent ones are still counted
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7" != client_key("::ffff:192.0.2.8")  # dual-stack listener
     assert client_key("192.0.2.7") == "192.0.2.7" and client_key(None) == "unknown"
 
 

@@ -1,30 +1,47 @@
-"""How many request bytes the server holds at once: bodies being read and decoded reserve their size from one
-budget, and wait when it is spent. Small requests are never queued behind a count of large ones, and memory
-stays bounded however many clients send at once."""
+"""How many request and response bytes the server holds at once. A body is charged as its bytes arrive (an idle
+or slow connection holds only what it sent), a response from when it is built until it is sent; when the
+budget is spent, requests wait their turn (first come, first served). Memory stays bounded however many
+clients send at once or stop reading."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections import deque
 
 
 class ByteBudget:
     def __init__(self, total: int):
         self.total = total
         self.free = total
-        self._changed = asyncio.Condition()
+        self._waiting: deque[tuple[int, asyncio.Future]] = deque()
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        """Hold `size` bytes (at most the total) for the duration of the block."""
+    async def take(self, size: int) -> int:
+        """Hold `size` bytes (at most the total), waiting behind earlier requests; returns what was taken."""
         size = min(size, self.total)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= size)
+        if not self._waiting and self.free >= size:
             self.free -= size
+            return size
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append((size, turn))
         try:
-            yield
-        finally:
-            async with self._changed:
-                self.free += size
-                self._changed.notify_all()
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give(size)  # granted just as it was cancelled
+            else:
+                self._waiting.remove((size, turn))
+                self._wake()
+            raise
+        return size
+
+    def give(self, size: int) -> None:
+        """Return bytes taken (synchronous, so a cancelled request can never leak its share)."""
+        self.free += size
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self._waiting[0][0] <= self.free:
+            size, turn = self._waiting.popleft()
+            if not turn.done():
+                self.free -= size
+                turn.set_result(None)

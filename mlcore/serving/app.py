@@ -24,9 +24,9 @@ from starlette.exceptions import HTTPException
 from mlcore.serving import inference
 from mlcore.serving.admission import ByteBudget
 from mlcore.serving.batcher import DynamicBatcher
-from mlcore.serving.bodies import declared_length, read_body, require_content_type
+from mlcore.serving.bodies import SentInSlices, received, require_content_type
 from mlcore.serving.errors import RequestError
-from mlcore.serving.feedback import FeedbackConfig, FeedbackStore, StorageUnavailable, parse_sample
+from mlcore.serving.feedback import FeedbackConfig, FeedbackStore, Sample, StorageUnavailable, parse_sample
 from mlcore.serving.limits import MIB, Limits
 from mlcore.serving.metrics import MeasuredApp, ServerMetrics
 from mlcore.serving.model import ReleasedModel
@@ -115,16 +115,19 @@ def create_app(model: ReleasedModel, feedback: FeedbackConfig | None = None, lim
         binary = header_length is not None
         require_content_type(request, INFER_BINARY_TYPES if binary else INFER_JSON_TYPES)
         limit = limits.max_body_bytes if binary else limits.max_json_body_bytes
-        async with buffered.reserve(min(declared_length(request) or limit, limit)):
-            body = await read_body(request, limit, limits.body_timeout_s)
+        async with received(request, limit, limits.body_timeout_s, buffered) as body:
             job = await off_loop(
                 inference.prepare, body, header_length, limits, model.image_size, len(model.class_names)
             )
-            del body
         probabilities = await batcher.predict(job.model_input)
         metrics.images.inc(len(job.model_input))
-        content, headers = await off_loop(inference.finish, job, probabilities, head)
-        return Response(content, headers=headers)
+        held = await buffered.take(job.response_bytes)  # until the response is sent (or its deadline passed)
+        try:
+            parts, headers = await off_loop(inference.finish, job, probabilities, head)
+        except BaseException:
+            buffered.give(held)
+            raise
+        return SentInSlices(parts, headers, limits.send_timeout_s, lambda: buffered.give(held))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -158,19 +161,25 @@ def _feedback_route(app: FastAPI, model: ReleasedModel, feedback: FeedbackConfig
         if not feedback.authorized(request.headers.get("authorization")):
             raise RequestError("feedback needs `Authorization: Bearer <token>`", 401, {"www-authenticate": "Bearer"})
         client = client_key(request.client.host if request.client else None)
-        if wait := quota.wait(client):
+        if wait := quota.take(client):
             raise RequestError(f"{client} has stored its {feedback.per_hour} feedback samples for this hour; retry "
                                f"in {math.ceil(wait)} s", 429, {"retry-after": str(math.ceil(wait))})  # fmt: skip
+        try:
+            sample = await receive_sample(request, client)
+        except BaseException:
+            quota.refund(client)  # the quota counts stored samples
+            raise
+        return JSONResponse({"sample": sample.id}, status_code=201)
+
+    async def receive_sample(request: Request, client: str) -> Sample:
         require_content_type(request, JSON_TYPES)
-        async with buffered.reserve(FEEDBACK_MAX_BODY):
-            body = await read_body(request, FEEDBACK_MAX_BODY, limits.body_timeout_s)
+        async with received(request, FEEDBACK_MAX_BODY, limits.body_timeout_s, buffered) as body:
             sample = await off_loop(lambda: parse_sample(parse_json(body), limits))
         metadata = {"model": model.name, "version": model.version, "client": client}
         write = asyncio.get_running_loop().run_in_executor(writers, store.put, sample, metadata)
-        try:
-            await asyncio.wait_for(write, timeout=3 * feedback.write_timeout_s)  # 3 calls
+        try:  # each S3 call is bounded (one attempt, its connect and read timeouts): this deadline is a backstop
+            await asyncio.wait_for(write, timeout=store.longest_write_s + 5)
         except (StorageUnavailable, TimeoutError) as exc:
             log.warning("feedback not stored: %s", exc)
             raise RequestError("the feedback store is unavailable; retry later", 503, {"retry-after": "30"}) from None
-        quota.take(client)
-        return JSONResponse({"sample": sample.id}, status_code=201)
+        return sample

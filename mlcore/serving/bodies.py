@@ -1,15 +1,24 @@
-"""Request bodies: which content types are taken, and reading a body as it streams in, within a size limit and
-a deadline."""
+"""Request bodies in, responses out: which content types are taken, a body read as it streams within a size
+limit, a deadline and the server's byte budget, and a response sent in slices within a deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
+from mlcore.serving.admission import ByteBudget
 from mlcore.serving.errors import RequestError
 
 CLIENT_GONE = 499  # nginx's "client closed request": counted apart from the server's own errors
+SLICE = 256 * 1024  # a response goes out this much at a time: the transport buffers little of it
+
+
+class SlowClient(Exception):
+    """The client did not read its response within the deadline: the connection is dropped."""
 
 
 def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
@@ -19,31 +28,67 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
     if kind not in allowed:
         expected = " or ".join(repr(kind) if kind else "none" for kind in allowed)
         raise RequestError(f"Content-Type {kind or '(none)'} is not accepted here: send {expected}", 415)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
         raise RequestError(f"Content-Encoding {encoding[:40]} is not accepted: send the body uncompressed", 415)
 
 
-def declared_length(request: Request) -> int | None:
+@contextlib.asynccontextmanager
+async def received(request: Request, limit: int, timeout_s: float, budget: ByteBudget) -> AsyncIterator[bytes]:
+    """The body, counted and charged to `budget` as it streams in (a chunked upload cannot bypass the limit the
+    way Content-Length can); its bytes go back to the budget when the block ends. The deadline covers waiting
+    for the budget too: 503 if the server was the slow one, 408 if the client was."""
     declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isascii() and declared.isdigit() else None
-
-
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The body, counted as it streams in: a chunked upload cannot bypass the limit the way Content-Length can."""
-    declared = declared_length(request)
-    if declared is not None and declared > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"request body of {declared} bytes exceeds {limit}", 413)
-    chunks, size = [], 0
+    held = [0]
+    try:
+        body = await _read(request, limit, timeout_s, budget, held)
+        yield body
+    finally:
+        budget.give(held[0])
+
+
+async def _read(request: Request, limit: int, timeout_s: float, budget: ByteBudget, held: list[int]) -> bytes:
+    chunks, size, waiting = [], 0, False
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise RequestError(f"request body exceeds {limit} bytes", 413)
+                waiting = True
+                held[0] += await budget.take(len(chunk))
+                waiting = False
                 chunks.append(chunk)
     except TimeoutError:
+        if waiting:
+            raise RequestError("the server is busy; retry shortly", 503, {"retry-after": "1"}) from None
         raise RequestError(f"the request body did not arrive within {timeout_s:g} s", 408) from None
     except ClientDisconnect:
         raise RequestError("the client closed the connection before sending its body", CLIENT_GONE) from None
     return b"".join(chunks)
+
+
+class SentInSlices(Response):
+    """A response whose parts go out SLICE bytes at a time within `deadline_s`, then `done` runs (returning the
+    response's bytes to the budget). A client that stops reading is cut off at the deadline."""
+
+    def __init__(self, parts: list[bytes], headers: dict[str, str], deadline_s: float, done: Callable[[], None]):
+        super().__init__(headers={**headers, "content-length": str(sum(len(part) for part in parts))})
+        self.parts, self.deadline_s, self.done = parts, deadline_s, done
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                for part in self.parts:
+                    view = memoryview(part)
+                    for start in range(0, len(view), SLICE):
+                        await send({"type": "http.response.body", "body": view[start : start + SLICE],
+                                    "more_body": True})  # fmt: skip
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            raise SlowClient(f"the client did not read its response within {self.deadline_s:g} s") from None
+        finally:
+            self.done()

@@ -48,7 +48,7 @@ class FeedbackConfig:
     endpoint: str | None
     token: str = field(repr=False)
     per_hour: int = DEFAULT_PER_HOUR
-    write_timeout_s: float = 10.0  # per S3 call: a stalled store answers 503 instead of holding the request
+    write_timeout_s: float = 5.0  # to connect, and to read an answer, per S3 call: a stalled store gets a 503
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> FeedbackConfig | None:
@@ -74,7 +74,10 @@ class FeedbackConfig:
             raise FeedbackConfigError(str(exc)) from None
         if not location.bucket:
             raise FeedbackConfigError(f"MLCORE_FEEDBACK_URL={url!r} names no bucket: expected s3://bucket/prefix")
-        return cls(url, env.get("MLCORE_S3_ENDPOINT") or None, token, int(per_hour))
+        endpoint = env.get("MLCORE_S3_ENDPOINT") or None
+        if endpoint and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
+            raise FeedbackConfigError(f"MLCORE_S3_ENDPOINT={endpoint[:80]!r}: expected http(s)://host[:port]")
+        return cls(url, endpoint, token, int(per_hour))
 
     def authorized(self, header: str | None) -> bool:
         """`Authorization: Bearer <token>`; digests compared in constant time (not even the length leaks)."""
@@ -122,12 +125,14 @@ class FeedbackStore:
 
         self.location = S3Prefix.parse(config.url, config.endpoint, "feedback store")
         seconds = config.write_timeout_s
-        timeouts = Config(connect_timeout=seconds, read_timeout=seconds, retries={"max_attempts": 2})
-        self.client = self.location.client(timeouts)
+        once = Config(connect_timeout=seconds, read_timeout=seconds, retries={"total_max_attempts": 1})
+        self.client = self.location.client(once)
+        self.longest_write_s = 3 * 2 * seconds  # three objects, each connecting and reading at its limit
 
     def put(self, sample: Sample, metadata: dict) -> None:
         """Content-addressed (a resend overwrites itself); the image goes last, so a listing of images/ never
-        shows a sample whose trimap is missing."""
+        shows a sample whose trimap is missing (a failed write may leave a trimap and metadata without their
+        image: the Oxford layout lists samples by image, so they are ignored)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         received = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

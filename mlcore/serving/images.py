@@ -19,6 +19,7 @@ from mlcore.serving.limits import Limits
 
 FORMATS = ("JPEG", "PNG")
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+MARGIN = 1e-5  # relative: far above the ~1e-7 that float32 interpolation can move two values apart
 CHUNK_PIXELS = 1 << 20  # boundary pixels interpolated at once: ~100 MB of index and value arrays
 
 
@@ -91,18 +92,20 @@ def mask_at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
     """argmax of the probabilities resized as `at_size` resizes them, without resizing them all.
 
     Bilinear interpolation is a convex combination of a pixel's four source pixels, so where those four share
-    their argmax, the interpolated pixel has it too. Only the pixels of cells whose corners disagree (near a
-    class boundary) are interpolated, with TensorFlow's own float32 operations in its order, so the mask is
-    bit for bit `mask_of(at_size(...))` (tests/test_serving.py) in a third of the time, and in bounded memory:
-    the boundary pixels go CHUNK_PIXELS at a time.
+    their argmax by a margin that float32 rounding (a few ulps) cannot close, the interpolated pixel has it
+    too. Only the pixels of the other cells (near a class boundary, or a near tie) are interpolated, with
+    TensorFlow's own float32 operations in its order, so the mask is bit for bit `mask_of(at_size(...))`
+    (tests/test_serving.py) in a third of the time, and in bounded memory: CHUNK_PIXELS at a time.
     """
     if probabilities.shape[1:3] == (height, width):
         return mask_of(probabilities)
     rows, columns = Taps.of(height, probabilities.shape[1]), Taps.of(width, probabilities.shape[2])
     labels = mask_of(probabilities)
-    below = np.concatenate([labels[:, 1:], labels[:, -1:]], axis=1)
-    uniform = (labels == below) & (labels == np.concatenate([labels[:, :, 1:], labels[:, :, -1:]], axis=2))
-    uniform &= labels == np.concatenate([below[:, :, 1:], below[:, :, -1:]], axis=2)
+    certain = _margin(probabilities) > 0
+    key = np.where(certain, labels.astype(np.int16), -1)  # an uncertain corner agrees with nothing
+    below = np.concatenate([key[:, 1:], key[:, -1:]], axis=1)
+    uniform = (key == below) & (key == np.concatenate([key[:, :, 1:], key[:, :, -1:]], axis=2))
+    uniform &= (key == np.concatenate([below[:, :, 1:], below[:, :, -1:]], axis=2)) & certain
     mask = labels[:, rows.lower][:, :, columns.lower]
     image, y, x = np.nonzero(~uniform)
     (row_start, row_count), (column_start, column_count) = _runs(rows.lower, y), _runs(columns.lower, x)
@@ -114,6 +117,19 @@ def mask_at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
                                              column_count[cells])  # fmt: skip
         _interpolate_mask(probabilities, mask, image[cells][cell], row, column, rows, columns)
     return mask
+
+
+def _margin(probabilities: np.ndarray) -> np.ndarray:
+    """Per pixel: how far the best class leads the second, less MARGIN times the largest magnitude (class by
+    class: numpy's reductions over a last axis of 3 are slow)."""
+    best, second = probabilities[..., 0].copy(), np.full(probabilities.shape[:-1], -np.inf, np.float32)
+    scale = np.abs(best)
+    for label in range(1, probabilities.shape[-1]):
+        value = probabilities[..., label]
+        second = np.maximum(second, np.minimum(best, value))
+        best = np.maximum(best, value)
+        scale = np.maximum(scale, np.abs(value))
+    return best - second - MARGIN * scale
 
 
 def _runs(lower: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,34 +26,35 @@ class Job:
     height: int
     width: int
     model_input: np.ndarray  # uint8 [N, S, S, 3], a copy
+    response_bytes: int  # an upper bound of the response's size
 
 
 def prepare(body: bytes, header_length: str | None, limits: Limits, image_size: int, classes: int) -> Job:
     request = parse_infer_request(body, header_length, limits)
     if request.pixels is not None:
         count, height, width = request.pixels.shape[:3]
-        _check_budget(request, limits, count, height, width, classes)
-        return Job(request.outputs, request.id, height, width, to_model_size(request.pixels, image_size))
+        size = _check_budget(request, limits, count, height, width, classes)
+        return Job(request.outputs, request.id, height, width, to_model_size(request.pixels, image_size), size)
     assert request.encoded is not None
     opened = [open_image(data, f"image_bytes[{i}]", limits) for i, data in enumerate(request.encoded)]
     sizes = sorted({image.size for image in opened})
     if len(sizes) > 1:
         raise RequestError(f"images of different sizes {sizes} cannot form one output tensor; send them apart")
     (width, height), count = sizes[0], len(opened)
-    _check_budget(request, limits, count, height, width, classes)
+    size = _check_budget(request, limits, count, height, width, classes)
     decoded = [decode(image, f"image_bytes[{i}]") for i, image in enumerate(opened)]
-    return Job(request.outputs, request.id, height, width, to_model_size(decoded, image_size))
+    return Job(request.outputs, request.id, height, width, to_model_size(decoded, image_size), size)
 
 
-def _check_budget(request: InferRequest, limits: Limits, count: int, height: int, width: int, classes: int) -> None:
+def _check_budget(request: InferRequest, limits: Limits, count: int, height: int, width: int, classes: int) -> int:
     pixels = count * height * width
     per_pixel = {"mask": ("UINT8", 1), "probabilities": ("FP32", classes)}
-    limits.check_budget(pixels, [(per_pixel[o.name][0], pixels * per_pixel[o.name][1], o.binary)
-                                 for o in request.outputs])  # fmt: skip
+    return limits.check_budget(pixels, [(per_pixel[o.name][0], pixels * per_pixel[o.name][1], o.binary)
+                                        for o in request.outputs])  # fmt: skip
 
 
-def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[bytes, dict]:
-    """The model's [N, S, S, C] probabilities -> the response body and headers at the input's size."""
+def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes], dict]:
+    """The model's [N, S, S, C] probabilities -> the response body's parts and headers at the input's size."""
     arrays = {"probabilities": lambda: at_size(probabilities, job.height, job.width),
               "mask": lambda: mask_at_size(probabilities, job.height, job.width)}  # fmt: skip
     if job.id is not None:

@@ -18,6 +18,7 @@ MIB = 1024 * 1024
 # shortest round-trip form) at most "-1.2345678e-38," (16 characters); binary is the type's own size
 JSON_BYTES = {"UINT8": 4, "FP32": 16}
 BINARY_BYTES = {"UINT8": 1, "FP32": 4}
+HEADER_ALLOWANCE = 4096  # a response's JSON beside its tensors
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Limits:
     max_body_bytes: int = 64 * MIB  # counted while the body streams in, whatever Content-Length says
     max_json_body_bytes: int = 8 * MIB  # a body that is all JSON; large tensors go binary (the extension)
     body_timeout_s: float = 30.0  # a client that sends its body slower than this is cut off (408)
-    max_buffered_bytes: int = 512 * MIB  # bodies being read or decoded, all requests together; others wait
+    send_timeout_s: float = 60.0  # a client that does not read its response within this is cut off
+    max_buffered_bytes: int = 512 * MIB  # bodies being read or decoded and responses being sent; others wait
     max_image_pixels: int = 4096 * 4096  # per image
     max_request_pixels: int = 4096 * 4096  # all images of one request together (the budget in)
     max_response_bytes: int = 32 * MIB  # the response's tensors, estimated from the sizes (the budget out)
@@ -44,11 +46,12 @@ class Limits:
         if size > self.max_images:
             raise RequestError(f"{where}: {size} images exceed the limit of {self.max_images}; split the request", 413)
 
-    def check_budget(self, pixels: int, outputs: list[tuple[str, int, bool]]) -> None:
-        """`pixels`: the request's input pixels; `outputs`: (datatype, values, binary) of each output tensor."""
+    def check_budget(self, pixels: int, outputs: list[tuple[str, int, bool]]) -> int:
+        """`pixels`: the request's input pixels; `outputs`: (datatype, values, binary) of each output tensor.
+        Returns the response's size (an upper bound), which the response holds of the server's byte budget."""
         if pixels > self.max_request_pixels:
             raise RequestError(f"the request's images hold {pixels} pixels in all, over the budget of "
-                           f"{self.max_request_pixels}; send fewer or smaller images per request", 413)  # fmt: skip
+                               f"{self.max_request_pixels}; send fewer or smaller images per request", 413)  # fmt: skip
         size = sum(values * (BINARY_BYTES if binary else JSON_BYTES)[datatype] for datatype, values, binary in outputs)
         if size > self.max_response_bytes:
             raise RequestError(
@@ -56,3 +59,4 @@ class Limits:
                 ' MiB; ask for the mask only, or binary outputs ("parameters": {"binary_data_output": true})',
                 413,
             )
+        return size + HEADER_ALLOWANCE

@@ -9,6 +9,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.responses import JSONResponse
 
+from mlcore.serving.bodies import CLIENT_GONE, SlowClient
+
 log = logging.getLogger("mlcore.serving")
 
 
@@ -55,6 +57,9 @@ class MeasuredApp:
 
         try:
             await self.app(scope, receive, recording_send)
+        except SlowClient as exc:  # the response had started: uvicorn drops the connection
+            log.info("%s %s: %s", scope["method"], scope["path"][:200], exc)
+            status = CLIENT_GONE
         except Exception:
             log.exception("internal error on %s %s", scope["method"], scope["path"][:200])
             self.metrics.internal_errors.inc()

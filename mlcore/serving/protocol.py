@@ -35,6 +35,9 @@ HEADER_LENGTH = "inference-header-content-length"
 OUTPUT_TYPES = {"mask": "UINT8", "probabilities": "FP32"}
 DEFAULT_OUTPUTS = ("mask",)
 MAX_ID_LENGTH = 256
+# lists and objects in one JSON body: each costs orjson an allocation while it holds the GIL (and health waits);
+# nested pixel data of a 256x256 image takes 66k, flat data of any size one
+MAX_CONTAINERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class InferRequest:
 
 
 def parse_json(data: bytes, where: str = "the body") -> object:
+    if data.count(b"[") + data.count(b"{") > MAX_CONTAINERS:
+        raise RequestError(f"{where} holds more than {MAX_CONTAINERS} JSON lists and objects: send tensor data "
+                           "flat (row-major), or binary")  # fmt: skip
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -155,6 +161,9 @@ def _uint8(data: object, shape: list[int], where: str) -> np.ndarray:
                                f"shape {shape} ({expected} values)")  # fmt: skip
         if not all(nested):
             raise RequestError(f"{where}: data nests lists and values at the same level")
+        if any(len(item) != shape[depth + 1] for item in values):
+            raise RequestError(f"{where}: data nested at level {depth + 2} does not have {shape[depth + 1]} "
+                               "entries everywhere (ragged)")  # fmt: skip
         values = [value for item in values for value in item]
     if not all(type(value) is int for value in values):
         raise RequestError(f"{where}: data must be integers 0..255 (no floats, strings, booleans or lists)")
@@ -228,13 +237,14 @@ def _parse_outputs(request: dict, binary_default: bool) -> tuple[RequestedOutput
     return tuple(parsed)
 
 
-def encode_infer_response(head: dict, tensors: list[tuple[RequestedOutput, np.ndarray]]) -> tuple[bytes, dict]:
-    """The response body and its headers: JSON, or the JSON header then the binary outputs in order."""
+def encode_infer_response(head: dict, tensors: list[tuple[RequestedOutput, np.ndarray]]) -> tuple[list, dict]:
+    """The response body's parts and its headers: JSON, or the JSON header then the binary outputs in order
+    (each the array's own memory: nothing is copied into one body)."""
     outputs, tail = [], []
     for output, array in tensors:
         tensor = {"name": output.name, "datatype": OUTPUT_TYPES[output.name], "shape": list(array.shape)}
         if output.binary:
-            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            raw = memoryview(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))).cast("B")
             tail.append(raw)
             tensor["parameters"] = {"binary_data_size": len(raw)}
         else:
@@ -242,6 +252,5 @@ def encode_infer_response(head: dict, tensors: list[tuple[RequestedOutput, np.nd
         outputs.append(tensor)
     header = orjson.dumps({**head, "outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY)
     if not tail:
-        return header, {"content-type": "application/json"}
-    headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
-    return b"".join([header, *tail]), headers
+        return [header], {"content-type": "application/json"}
+    return [header, *tail], {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}

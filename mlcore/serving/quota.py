@@ -19,6 +19,8 @@ def client_key(host: str | None) -> str:
         address = ipaddress.ip_address(host or "")
     except ValueError:
         return host or "unknown"
+    if address.version == 6 and address.ipv4_mapped:  # an IPv4 client of a dual-stack listener
+        return str(address.ipv4_mapped)
     return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else str(address)
 
 
@@ -33,16 +35,22 @@ class ClientQuota:
         tokens, at = self.buckets.get(client, (self.capacity, now))
         return min(self.capacity, tokens + (now - at) * self.rate)
 
-    def wait(self, client: str) -> float:
-        """0 if `client` may go ahead now, else the seconds until it may."""
-        tokens = self._tokens(client, self.clock())
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-
-    def take(self, client: str) -> None:
-        """Count one for `client` (after `wait` said yes; concurrent requests may run it into debt)."""
+    def take(self, client: str) -> float:
+        """0 if `client` may go ahead (and one is counted for it), else the seconds until it may."""
         now = self.clock()
         tokens = self._tokens(client, now)
+        if tokens < 1:
+            return (1 - tokens) / self.rate
+        self._set(client, tokens - 1, now)
+        return 0.0
+
+    def refund(self, client: str) -> None:
+        """Give back what `take` counted, for a request that did not go through."""
+        now = self.clock()
+        self._set(client, min(self.capacity, self._tokens(client, now) + 1), now)
+
+    def _set(self, client: str, tokens: float, now: float) -> None:
         self.buckets.pop(client, None)
-        self.buckets[client] = (tokens - 1, now)
+        self.buckets[client] = (tokens, now)
         if len(self.buckets) > MAX_TRACKED:
             self.buckets.popitem(last=False)
