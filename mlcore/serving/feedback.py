@@ -114,7 +114,7 @@ def parse_sample(body: object, limits: Limits) -> Sample:
         raise RequestError(f"feedback mask: values must be 1 (pet), 2 (background), 3 (border); found {stray[:5]}")
     digest = hashlib.sha256(hashlib.sha256(image_bytes).digest() + hashlib.sha256(mask_bytes).digest())
     jpeg, png = io.BytesIO(), io.BytesIO()
-    Image.fromarray(pixels).save(jpeg, format="JPEG", quality=95)
+    pixels.save(jpeg, format="JPEG", quality=95)
     Image.fromarray(trimap.astype(np.uint8)).save(png, format="PNG")
     return Sample(f"feedback_{digest.hexdigest()[:16]}", jpeg.getvalue(), png.getvalue(), note)
 

@@ -49,16 +49,21 @@ def load(image: Image.Image, where: str) -> Image.Image:
     return image
 
 
-def decode(image: Image.Image, where: str) -> np.ndarray:
-    """An opened image -> uint8 RGB [H, W, 3], the way prepare converts (CMYK, grayscale, RGBA -> RGB)."""
-    return np.asarray(load(image, where).convert("RGB"), dtype=np.uint8)
+def decode(image: Image.Image, where: str) -> Image.Image:
+    """An opened image -> its RGB pixels, the way prepare converts (CMYK, grayscale, RGBA -> RGB)."""
+    return load(image, where).convert("RGB")
 
 
-def to_model_size(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
-    """[N, size, size, 3] uint8, a new array: images already at the model's size are copied untouched."""
-    return np.stack([
-        image if image.shape[:2] == (size, size) else resize_image(Image.fromarray(image), size) for image in images
-    ])  # fmt: skip
+def to_model_size(images: list[Image.Image] | np.ndarray, size: int) -> np.ndarray:
+    """[N, size, size, 3] uint8, a new array, resized as prepare resizes: decoded images straight from Pillow
+    (no array in between), pixel arrays already at the model's size copied untouched."""
+    return np.stack([_model_sized(image, size) for image in images])
+
+
+def _model_sized(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image) if image.size == (size, size) else resize_image(image, size)
+    return image if image.shape[:2] == (size, size) else resize_image(Image.fromarray(image), size)
 
 
 def at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
