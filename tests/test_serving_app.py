@@ -27,6 +27,7 @@ import uvicorn
 from PIL import Image
 
 from mlcore.serving.app import create_app
+from mlcore.serving.bodies import DroppableHttpTools
 from mlcore.serving.feedback import FeedbackConfig, FeedbackConfigError
 from mlcore.serving.images import mask_of
 from mlcore.serving.limits import Limits
@@ -58,9 +59,9 @@ class StandInModel:
 
 @contextlib.contextmanager
 def serving(app):
-    """`app` under uvicorn on a free loopback port, in a thread; yields its URL."""
+    """`app` under uvicorn (with the server's own HTTP protocol) on a free loopback port, in a thread."""
     port = free_port_block(1)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical", http=DroppableHttpTools))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -151,29 +152,37 @@ def test_idle_connections_hold_none_of_the_budget():
 
 
 def test_a_client_that_does_not_read_its_response_is_cut_off_and_its_bytes_come_back():
-    """A 2048x2048 mask as JSON (~8 MB, 16 MiB budgeted) to a client that never reads it: the response holds
-    the whole byte budget, so the next request waits, past its body deadline (503); at the send deadline
-    the slow client is cut off (499), and the budget is free again."""
+    """A 2048x2048 mask as JSON (~8 MB, 16 MiB budgeted) to a client that reads its first bytes, then stops:
+    the response holds the whole byte budget, so the next request waits past its body deadline (503); at the
+    send deadline the slow client's connection is dropped (499), and the budget is free again."""
     header = json.dumps({"inputs": [{"name": "image", "shape": [1, 2048, 2048, 3], "datatype": "UINT8",
                                      "parameters": {"binary_data_size": 2048 * 2048 * 3}}]}).encode()  # fmt: skip
     body, headers = header + bytes(2048 * 2048 * 3), {HEADER_LENGTH: str(len(header))}  # the mask as JSON
     budget = 16 * 1024 * 1024 + 4096 + 100  # the response's estimate and a little: no room for another body
-    limits = Limits(max_buffered_bytes=budget, body_timeout_s=1.0, send_timeout_s=4.0)
+    # the deadline: 2 s, plus the response's size at 10 MB/s (the socket buffers hold a few MB at most)
+    limits = Limits(max_buffered_bytes=budget, body_timeout_s=1.0, send_grace_s=2.0, min_send_rate=10e6)
     with serving(create_app(StandInModel(fails=False), limits=limits)) as url:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the response cannot drain
         slow.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        slow.settimeout(30)
         slow.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
                      + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n" + body)  # fmt: skip
-        time.sleep(1.5)  # the response is built and stuck in the socket
+        assert slow.recv(12) == b"HTTP/1.1 200"  # the response has started: it holds the budget now
         busy = requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30)
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not metric(url, 'mlcore_requests_total{endpoint="/v2/models/{name}/infer",status="499"}'):
             assert time.monotonic() < deadline, "the slow client was never cut off"
             time.sleep(0.1)
         assert requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30).ok
+        received = 0
+        with contextlib.suppress(ConnectionResetError):  # dropped: what was in flight, then a reset
+            while chunk := slow.recv(65536):
+                received += len(chunk)
         slow.close()
+    # reset: the megabytes the kernel held for the client are discarded (a plain close would deliver them)
+    assert received < 1024 * 1024, f"the client still got {received} bytes: the connection was not reset"
 
 
 def test_feedback_is_off_unless_configured(broken_server):

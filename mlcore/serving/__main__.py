@@ -41,6 +41,7 @@ def main() -> None:
     import uvicorn
 
     from mlcore.serving.app import Batching, create_app
+    from mlcore.serving.bodies import DroppableHttpTools
     from mlcore.serving.model import ReleasedModel
 
     tf.config.threading.set_intra_op_parallelism_threads(arguments.threads)
@@ -55,7 +56,7 @@ def main() -> None:
     # for a second, and health keeps answering
     gc.freeze()
     logging.getLogger("mlcore.serving").info("feedback %s", "on, to " + feedback.url if feedback else "off")
-    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning")
+    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning", http=DroppableHttpTools)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""How many request and response bytes the server holds at once. A body is charged as its bytes arrive (an idle
-or slow connection holds only what it sent), a response from when it is built until it is sent; when the
-budget is spent, requests wait their turn (first come, first served). Memory stays bounded however many
-clients send at once or stop reading."""
+"""How many request and response bytes the server holds at once. A body is charged its whole size when its
+first byte arrives (an idle connection holds nothing, and two bodies never each hold half of what both need),
+a response from when it is built until it is sent; when the budget is spent, requests wait their turn (first
+come, first served). Memory stays bounded however many clients send at once or stop reading."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 
@@ -29,7 +30,8 @@ class ByteBudget:
             if turn.done() and not turn.cancelled():
                 self.give(size)  # granted just as it was cancelled
             else:
-                self._waiting.remove((size, turn))
+                with contextlib.suppress(ValueError):  # _wake may have dropped it already
+                    self._waiting.remove((size, turn))
                 self._wake()
             raise
         return size

@@ -127,7 +127,7 @@ def create_app(model: ReleasedModel, feedback: FeedbackConfig | None = None, lim
         except BaseException:
             buffered.give(held)
             raise
-        return SentInSlices(parts, headers, limits.send_timeout_s, lambda: buffered.give(held))
+        return SentInSlices(parts, headers, limits.send_grace_s, limits.min_send_rate, lambda: buffered.give(held))
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlcore.serving.admission import ByteBudget
 from mlcore.serving.errors import RequestError
 
 CLIENT_GONE = 499  # nginx's "client closed request": counted apart from the server's own errors
 SLICE = 256 * 1024  # a response goes out this much at a time: the transport buffers little of it
+DROP = "mlcore.drop_connection"  # the ASGI extension DroppableHttpTools offers
 
 
 class SlowClient(Exception):
@@ -35,31 +39,34 @@ def require_content_type(request: Request, allowed: tuple[str, ...]) -> None:
 
 @contextlib.asynccontextmanager
 async def received(request: Request, limit: int, timeout_s: float, budget: ByteBudget) -> AsyncIterator[bytes]:
-    """The body, counted and charged to `budget` as it streams in (a chunked upload cannot bypass the limit the
-    way Content-Length can); its bytes go back to the budget when the block ends. The deadline covers waiting
-    for the budget too: 503 if the server was the slow one, 408 if the client was."""
+    """The body, counted as it streams in (a chunked upload cannot bypass the limit the way Content-Length can)
+    and charged to `budget` when its first byte arrives: its declared length, or the limit when it is chunked.
+    The bytes go back when the block ends. The deadline covers waiting for the budget too: 503 if the server
+    was the slow one, 408 if the client was."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"request body of {declared} bytes exceeds {limit}", 413)
     held = [0]
+    share = int(declared) if declared.isascii() and declared.isdigit() else limit
     try:
-        body = await _read(request, limit, timeout_s, budget, held)
+        body = await _read(request, limit, timeout_s, budget, share, held)
         yield body
     finally:
         budget.give(held[0])
 
 
-async def _read(request: Request, limit: int, timeout_s: float, budget: ByteBudget, held: list[int]) -> bytes:
+async def _read(request: Request, limit: int, timeout_s: float, budget: ByteBudget, share: int, held: list[int]):
     chunks, size, waiting = [], 0, False
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
+                if not held[0] and chunk:
+                    waiting = True
+                    held[0] = await budget.take(share)
+                    waiting = False
                 size += len(chunk)
                 if size > limit:
                     raise RequestError(f"request body exceeds {limit} bytes", 413)
-                waiting = True
-                held[0] += await budget.take(len(chunk))
-                waiting = False
                 chunks.append(chunk)
     except TimeoutError:
         if waiting:
@@ -71,12 +78,14 @@ async def _read(request: Request, limit: int, timeout_s: float, budget: ByteBudg
 
 
 class SentInSlices(Response):
-    """A response whose parts go out SLICE bytes at a time within `deadline_s`, then `done` runs (returning the
-    response's bytes to the budget). A client that stops reading is cut off at the deadline."""
+    """A response whose parts go out SLICE bytes at a time, then `done` runs (returning the response's bytes to
+    the budget). A client that reads slower than `min_rate` bytes a second, after a grace of `grace_s`, is cut
+    off: its connection dropped (reset, buffers discarded) where the server offers DROP."""
 
-    def __init__(self, parts: list[bytes], headers: dict[str, str], deadline_s: float, done: Callable[[], None]):
-        super().__init__(headers={**headers, "content-length": str(sum(len(part) for part in parts))})
-        self.parts, self.deadline_s, self.done = parts, deadline_s, done
+    def __init__(self, parts: list, headers: dict[str, str], grace_s: float, min_rate: float, done: Callable[[], None]):
+        size = sum(len(part) for part in parts)
+        super().__init__(headers={**headers, "content-length": str(size)})
+        self.parts, self.deadline_s, self.done = parts, grace_s + size / min_rate, done
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -89,6 +98,24 @@ class SentInSlices(Response):
                                     "more_body": True})  # fmt: skip
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
-            raise SlowClient(f"the client did not read its response within {self.deadline_s:g} s") from None
+            if drop := scope.get("extensions", {}).get(DROP):
+                drop()
+            raise SlowClient(f"the client did not read its response within {self.deadline_s:.0f} s") from None
         finally:
             self.done()
+
+
+class DroppableHttpTools(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, offering each request a way to drop its connection: closing a connection whose
+    client stopped reading would wait for it to read (uvicorn's close flushes first, and then the kernel
+    still holds what the client has not taken); a reset frees both at once."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {DROP: self._reset}
+
+    def _reset(self) -> None:
+        connection = self.transport.get_extra_info("socket")
+        if connection is not None:  # linger 0: close() sends a reset and discards the unsent bytes
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()

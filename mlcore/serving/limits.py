@@ -15,8 +15,8 @@ from mlcore.serving.errors import RequestError
 
 MIB = 1024 * 1024
 # upper bounds of one value's size in a response: a UINT8 as JSON is at most "255,", an FP32 (orjson's
-# shortest round-trip form) at most "-1.2345678e-38," (16 characters); binary is the type's own size
-JSON_BYTES = {"UINT8": 4, "FP32": 16}
+# shortest round-trip form) at most "-0.0000012345678," (17 characters); binary is the type's own size
+JSON_BYTES = {"UINT8": 4, "FP32": 17}
 BINARY_BYTES = {"UINT8": 1, "FP32": 4}
 HEADER_ALLOWANCE = 4096  # a response's JSON beside its tensors
 
@@ -26,7 +26,8 @@ class Limits:
     max_body_bytes: int = 64 * MIB  # counted while the body streams in, whatever Content-Length says
     max_json_body_bytes: int = 8 * MIB  # a body that is all JSON; large tensors go binary (the extension)
     body_timeout_s: float = 30.0  # a client that sends its body slower than this is cut off (408)
-    send_timeout_s: float = 60.0  # a client that does not read its response within this is cut off
+    send_grace_s: float = 30.0  # a client that reads its response slower than min_send_rate after this grace
+    min_send_rate: float = 64 * 1024  # bytes a second ... is cut off (its connection dropped)
     max_buffered_bytes: int = 512 * MIB  # bodies being read or decoded and responses being sent; others wait
     max_image_pixels: int = 4096 * 4096  # per image
     max_request_pixels: int = 4096 * 4096  # all images of one request together (the budget in)

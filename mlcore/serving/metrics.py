@@ -57,7 +57,7 @@ class MeasuredApp:
 
         try:
             await self.app(scope, receive, recording_send)
-        except SlowClient as exc:  # the response had started: uvicorn drops the connection
+        except SlowClient as exc:  # the response had started; the connection is dropped (bodies.SentInSlices)
             log.info("%s %s: %s", scope["method"], scope["path"][:200], exc)
             status = CLIENT_GONE
         except Exception:
