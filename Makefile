@@ -41,8 +41,8 @@ release: s3-up  ## make release VERSION=v1.0.0 [STAGE=prod]
 serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080] [FEEDBACK=1]: the V2 inference server for a released model
 	python -m mlcore.ops.serve $(REF) $(if $(PORT),--port $(PORT)) $(if $(FEEDBACK),--feedback)
 
-inference-service: setup  ## make inference-service REF=model@v1.0.0 | kubectl apply -f -
-	@python -m workflows.serving $(REF)
+inference-service: setup  ## make inference-service REF=model@v1.0.0 [FEEDBACK_URL=s3://mlcore/feedback] | kubectl apply -f -
+	@python -m workflows.serving $(REF) $(if $(FEEDBACK_URL),--feedback-url $(FEEDBACK_URL))
 
 reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
 	python -m mlcore.ops.replay $(REF) $(if $(RETRAIN),--retrain)
