@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -194,7 +195,7 @@ def git_daemon(base: Path, port: int):
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", f"--base-path={base}",
          "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
@@ -203,7 +204,7 @@ def git_daemon(base: Path, port: int):
             time.sleep(0.05)
         yield f"git://127.0.0.1:{port}"
     finally:
-        daemon.kill()
+        os.killpg(daemon.pid, signal.SIGKILL)  # `git daemon` runs git-daemon as a child: stop the whole group
         daemon.wait()
 
 
