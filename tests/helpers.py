@@ -225,3 +225,11 @@ def _content_length(reply: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value)
     return 0
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of the samples whose line starts with `name` in a server's Prometheus /metrics."""
+    import requests
+
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))

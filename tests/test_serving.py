@@ -17,17 +17,17 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
+from bench.serving_load import peak_rss_mib
 from mlcore.serving.client import binary_request, read_response
 from mlcore.serving.protocol import HEADER_LENGTH
 from mlcore.storage.seaweed import Credentials, LocalS3Server
-from tests.helpers import REPO_ROOT, VENV_BIN, free_port_block, read_http_reply
+from tests.helpers import REPO_ROOT, VENV_BIN, free_port_block, metric, read_http_reply
 from workflows.serving import MEMORY_LIMIT_GIB, PROBE_TIMEOUT_S
 
 pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-fast` skips it
@@ -119,11 +119,6 @@ def bytes_body(*items: str) -> dict:
     return {"inputs": [{"name": "image_bytes", "shape": [len(items)], "datatype": "BYTES", "data": list(items)}]}
 
 
-def metric(server, name: str) -> float:
-    text = requests.get(f"{server['url']}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
 def assert_still_serving(server) -> None:
     assert server["process"].poll() is None, "the server died"
     assert infer(server, tensor_body(np.zeros((1, SIZE, SIZE, 3), np.uint8))).ok
@@ -200,12 +195,15 @@ def test_encoded_images_of_any_size_get_a_mask_of_their_size(server):
 def test_concurrent_requests_are_batched_and_each_gets_its_own_result(server):
     images = np.random.default_rng(5).integers(0, 256, (8, 1, SIZE, SIZE, 3), dtype=np.uint8)
     alone = [read_response(*_content(infer(server, tensor_body(image, ("probabilities",))))) for image in images]
-    calls_before, images_before = metric(server, "mlcore_batch_size_count"), metric(server, "mlcore_batch_size_sum")
+    calls_before, images_before = (
+        metric(server["url"], "mlcore_batch_size_count"),
+        metric(server["url"], "mlcore_batch_size_sum"),
+    )
     with ThreadPoolExecutor(len(images)) as pool:
         together = list(pool.map(lambda image: read_response(*_content(infer(
             server, tensor_body(image, ("probabilities",))))), images))  # fmt: skip
-    calls = metric(server, "mlcore_batch_size_count") - calls_before
-    assert metric(server, "mlcore_batch_size_sum") - images_before == len(images)
+    calls = metric(server["url"], "mlcore_batch_size_count") - calls_before
+    assert metric(server["url"], "mlcore_batch_size_sum") - images_before == len(images)
     assert calls < len(images), "no two concurrent requests shared a model call"
     for single, batched in zip(alone, together, strict=True):
         np.testing.assert_allclose(batched["probabilities"], single["probabilities"], atol=1e-5)
@@ -326,11 +324,11 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server, case):
     body, status, message = BAD_REQUESTS[case]
-    images_before = metric(server, "mlcore_images_total")
+    images_before = metric(server["url"], "mlcore_images_total")
     response = infer(server, body) if isinstance(body, dict) else post(server, *body)
     assert response.status_code == status, response.text[:500]
     assert message in response.json()["error"] and len(response.content) < 1100  # never an echo of the request
-    assert metric(server, "mlcore_images_total") == images_before, "the model ran on a request it refused"
+    assert metric(server["url"], "mlcore_images_total") == images_before, "the model ran on a request it refused"
     assert_still_serving(server)
 
 
@@ -430,13 +428,8 @@ def test_health_answers_within_the_probe_timeout_while_a_large_request_is_proces
     assert result[0].ok, result[0].text[:300]
     assert read_response(result[0].content, result[0].headers)["mask"].shape[0] == 1
     assert len(latencies) >= 3 and max(latencies) < PROBE_TIMEOUT_S, latencies
-    peak = _peak_rss_gib(server["process"].pid)  # this server's peak over every test so far
+    peak = peak_rss_mib(server["process"].pid) / 1024  # this server's peak over every test so far, GiB
     assert peak < MEMORY_LIMIT_GIB * 0.75, f"peak RSS {peak:.2f} GiB against the pod's {MEMORY_LIMIT_GIB} GiB limit"
-
-
-def _peak_rss_gib(pid: int) -> float:
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return int(status["VmHWM"].split()[0]) / 1024**2
 
 
 def test_unknown_model_and_invalid_json(server):

@@ -33,7 +33,7 @@ from mlcore.serving.images import mask_of
 from mlcore.serving.limits import Limits
 from mlcore.serving.protocol import HEADER_LENGTH
 from mlcore.serving.quota import ClientQuota, client_key
-from tests.helpers import REPO_ROOT, free_port_block, read_http_reply
+from tests.helpers import REPO_ROOT, free_port_block, metric, read_http_reply
 
 INFER = "/v2/models/pet-segmenter/infer"
 TOKEN = "feedback-token-0123456789abcdef"
@@ -83,11 +83,6 @@ def broken_server():
 
 def tiny_body(data: list[int] | None = None) -> dict:
     return {"inputs": [{"name": "image", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": data or [0] * 192}]}
-
-
-def metric(url: str, line_start: str) -> float:
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
 
 
 def test_an_internal_error_is_a_counted_500_and_the_server_keeps_serving(broken_server):

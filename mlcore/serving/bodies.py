@@ -43,11 +43,12 @@ async def received(request: Request, limit: int, timeout_s: float, budget: ByteB
     and charged to `budget` when its first byte arrives: its declared length, or the limit when it is chunked.
     The bytes go back when the block ends. The deadline covers waiting for the budget too: 503 if the server
     was the slow one, 408 if the client was."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    header = request.headers.get("content-length", "")
+    declared = int(header) if header.isascii() and header.isdigit() else None
+    if declared is not None and declared > limit:
         raise RequestError(f"request body of {declared} bytes exceeds {limit}", 413)
     held = [0]
-    share = int(declared) if declared.isascii() and declared.isdigit() else limit
+    share = limit if declared is None else declared
     try:
         body = await _read(request, limit, timeout_s, budget, share, held)
         yield body

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlcore.serving.errors import RequestError
-from mlcore.serving.images import at_size, decode, mask_at_size, open_image, to_model_size
+from mlcore.serving.images import at_size, decode, mask_at_size, mask_of, open_image, to_model_size
 from mlcore.serving.limits import Limits
 from mlcore.serving.protocol import InferRequest, RequestedOutput, encode_infer_response, parse_infer_request
 
@@ -54,9 +54,16 @@ def _check_budget(request: InferRequest, limits: Limits, count: int, height: int
 
 
 def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes], dict]:
-    """The model's [N, S, S, C] probabilities -> the response body's parts and headers at the input's size."""
-    arrays = {"probabilities": lambda: at_size(probabilities, job.height, job.width),
-              "mask": lambda: mask_at_size(probabilities, job.height, job.width)}  # fmt: skip
+    """The model's [N, S, S, C] probabilities -> the response body's parts and headers at the input's size.
+    When the probabilities are asked for, they are resized once and the mask is their argmax (the same bits
+    mask_at_size gives); the mask alone skips resizing them all."""
+    names = {output.name for output in job.outputs}
+    arrays = {}
+    if "probabilities" in names:
+        arrays["probabilities"] = at_size(probabilities, job.height, job.width)
+    if "mask" in names:
+        resized = arrays.get("probabilities")
+        arrays["mask"] = mask_of(resized) if resized is not None else mask_at_size(probabilities, job.height, job.width)
     if job.id is not None:
         head = {**head, "id": job.id}
-    return encode_infer_response(head, [(output, arrays[output.name]()) for output in job.outputs])
+    return encode_infer_response(head, [(output, arrays[output.name]) for output in job.outputs])
