@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: bench-scale test-fast probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
+.PHONY: retrain rollback drift schedule bench-scale test-fast probe setup run serve inference-service repro metrics workflows submit image base-image podman-setup push verify release reproduce s3-up s3-down test lint format bench clean
 
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
@@ -38,11 +38,23 @@ verify: s3-up  ## check every object of dvc.lock on the remote (missing or alter
 release: s3-up  ## make release VERSION=v1.0.0 [STAGE=prod]
 	python -m mlcore.ops.release $(VERSION) $(if $(STAGE),--stage $(STAGE))
 
+retrain: s3-up  ## make retrain [DRIFT=http://127.0.0.1:8080/metrics]: new samples -> data version -> challenger -> promote or refuse
+	python -m mlcore.ops.retrain $(if $(DRIFT),--drift $(DRIFT))
+
+rollback: setup  ## give prod back to the model version that held it before (GTO)
+	python -m mlcore.ops.registry rollback
+
+drift: setup  ## make drift METRICS=http://127.0.0.1:8080/metrics: served inputs and outputs against the training split
+	python -m mlcore.ops.drift --metrics $(METRICS)
+
 serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080] [FEEDBACK=1]: the V2 inference server for a released model
 	python -m mlcore.ops.serve $(REF) $(if $(PORT),--port $(PORT)) $(if $(FEEDBACK),--feedback)
 
 inference-service: setup  ## make inference-service REF=model@v1.0.0 [FEEDBACK_URL=s3://mlcore/feedback] | kubectl apply -f -
 	@python -m workflows.serving $(REF) $(if $(FEEDBACK_URL),--feedback-url $(FEEDBACK_URL))
+
+schedule: setup  ## make schedule REF=<commit> [IMAGE_DIGEST=sha256:...] | kubectl apply -f -: the retrain CronWorkflow for that image
+	@python -m workflows.retrain $(REF) $(if $(IMAGE_DIGEST),--image-digest $(IMAGE_DIGEST))
 
 reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
 	python -m mlcore.ops.replay $(REF) $(if $(RETRAIN),--retrain)

@@ -69,3 +69,21 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     table = reliability_bins(probabilities, labels, bins)
     total = sum(row["count"] for row in table)
     return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"]) / total)
+
+
+def scores(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> dict:
+    """Every test metric of one model's per-pixel probabilities (evaluate and compare score models alike)."""
+    return {
+        **segmentation_metrics(confusion_matrix(labels, probabilities.argmax(axis=-1))),
+        "ece": expected_calibration_error(probabilities, labels, bins),
+    }
+
+
+def lookup(metrics: dict, key: str):
+    """'calibrated.per_class.pet.iou' in a nested metrics document."""
+    value = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value

@@ -10,6 +10,26 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _comparison(release: dict) -> str:
+    """This model against the one in prod when it was trained, both scored on this test split."""
+    decision = f"Decision: **{'promote' if release['promote'] else 'keep the champion'}**: {release['decision']}."
+    champion = release["champion"]
+    if champion is None:
+        return decision
+    rows = "\n".join(
+        f"| {label} | `{model['model_sha256'][:12]}` | {_number(model['metrics']['calibrated']['mean_iou'])} "
+        f"| {_number(model['metrics']['calibrated']['per_class']['pet']['iou'])} "
+        f"| {_number(model['metrics']['calibrated']['ece'])} |"
+        for label, model in (("this model", {**release, "metrics": {"calibrated": release["metrics"]}}),
+                             (f"champion {champion['version']}", champion))
+    )  # fmt: skip
+    return f"""| model | model.keras sha256 | mean IoU | pet IoU | ECE |
+|---|---|---|---|---|
+{rows}
+
+{decision}"""
+
+
 def render(release: dict, evaluation: dict, data_manifest: dict) -> str:
     splits = data_manifest["splits"]
     rows = "\n".join(
@@ -53,6 +73,9 @@ id: {splits["train"]["count"]} train, {splits["validation"]["count"]} validation
 | metric | bound | value | verdict |
 |---|---|---|---|
 {gate}
+
+## Champion and challenger
+{_comparison(release)}
 
 ## Training configuration
 Selected by the hyperparameter search: trial {tuning["trial"]} (validation mean IoU {_number(tuning["val_mean_iou"])}

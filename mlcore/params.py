@@ -183,13 +183,36 @@ class GateParams(Strict):
     max_ece: Fraction = 0.05
 
 
+MetricKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+
+
+class ChampionParams(Strict):
+    """A candidate replaces the model assigned prod only if it is not worse on `metric` (both scored on the same
+    test split) by more than `tolerance`; a metric whose last part is `ece` counts lower as better."""
+
+    metric: MetricKey = "calibrated.mean_iou"
+    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
 class ReleaseParams(Strict):
     gate: GateParams = GateParams()
+    champion: ChampionParams = ChampionParams()
     model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "pet-segmenter"
 
 
+InflowPrefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")]
+
+
+class InflowParams(Strict):
+    """New samples for continuous training, in the DVC remote's bucket under each prefix, in the Oxford-IIIT Pet
+    layout (images/<id>.jpg, annotations/trimaps/<id>.png): served feedback and drops of files."""
+
+    prefixes: Annotated[list[InflowPrefix], Field(min_length=1)] = ["feedback", "inflow"]
+    min_new_samples: Annotated[int, Field(ge=1)] = 10  # a retrain with fewer new images does nothing
+    settle_s: Annotated[float, Field(ge=0, le=86400)] = 60  # younger objects wait for the next snapshot
+
+
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi|Ti)?$")]
-MetricKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
 
 
 class Resources(Strict):
@@ -234,6 +257,7 @@ class ClusterParams(Strict):
     s3: ClusterS3 = ClusterS3()
     resources: dict[str, Resources] = {"default": Resources()}
     published_metrics: dict[str, list[MetricKey]] = {}
+    retrain_schedule: Annotated[str, Field(pattern=r"^\S+( \S+){4}$")] = "0 */6 * * *"  # cron, UTC
 
     @model_validator(mode="after")
     def _has_default(self) -> ClusterParams:
@@ -252,6 +276,7 @@ class Params(Strict):
     calibrate: CalibrateParams = CalibrateParams()
     evaluate: EvaluateParams = EvaluateParams()
     tune: TuneParams = TuneParams()
+    inflow: InflowParams = InflowParams()
     release: ReleaseParams = ReleaseParams()
     replay: ReplayParams = ReplayParams()
     cluster: ClusterParams = ClusterParams()

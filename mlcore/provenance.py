@@ -16,10 +16,21 @@ from pathlib import Path
 import yaml
 
 from mlcore.params import Params
+from mlcore.pins import load_pins
 
 # What the pipeline itself writes (outputs, and the .gitignore files DVC keeps beside them, the root one
-# included); changes there do not make the source tree dirty.
-PIPELINE_WRITTEN = ("dvc.lock", "data/", "models/", "metrics/", "plots/", "dvclive/", "tuning/", "release/")
+# included; pins.yaml, which `make retrain` writes before it runs); changes there do not make the tree dirty.
+PIPELINE_WRITTEN = (
+    "dvc.lock",
+    "pins.yaml",
+    "data/",
+    "models/",
+    "metrics/",
+    "plots/",
+    "dvclive/",
+    "tuning/",
+    "release/",
+)
 
 
 class DirtyTree(RuntimeError):
@@ -71,6 +82,7 @@ def build_record(
     return {
         "source": source_revision(allow_dirty),
         "params_digest": params.digest(),
+        "pins": load_pins().model_dump(mode="json"),  # the inflow snapshot and the champion it was compared with
         "stages": lock_hashes(lock_path),
         "environment": {
             **runtime,

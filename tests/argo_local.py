@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
@@ -209,16 +210,19 @@ def run_workflow(
     secrets: dict,
     faults: dict[str, Fault] | None = None,
     on_apply: Callable[[dict], None] | None = None,
+    name: str = WORKFLOW_NAME,
 ) -> dict[str, TaskRun]:
     """Run every task (nested DAG templates included) in the image `mlcore:<revision>`; `faults[task]` strikes
     that task's first pod, which Argo then retries in a fresh pod or not, as the template's retryStrategy
     decides. A resource template's manifest is recorded and handed to `on_apply`, which stands in for the
-    controller that would act on it (the test's KServe stand-in)."""
+    controller that would act on it (the test's KServe stand-in, or this function again for a Workflow) and
+    raises if the resource's failure condition would hold."""
     spec = yaml.safe_load(manifest.read_text())["spec"]
     workflow = {p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])}
     workflow.update(parameters)
     values = {f"workflow.parameters.{k}": v for k, v in workflow.items()}
-    values |= {"workflow.name": WORKFLOW_NAME, "workflow.uid": WORKFLOW_UID}
+    uid = WORKFLOW_UID if name == WORKFLOW_NAME else str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    values |= {"workflow.name": name, "workflow.uid": uid}
     workdir.mkdir(parents=True, exist_ok=True)
     executor = _Executor({t["name"]: t for t in spec["templates"]}, values, workdir, secrets, faults or {}, on_apply)
     executor.dag(executor.templates[spec["entrypoint"]], {})
@@ -313,7 +317,7 @@ class _Executor:
             self.values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]
         for artifact in template.get("outputs", {}).get("artifacts", []):
             assert artifact.get("archive") == {"none": {}}, f"{artifact['name']}: the UI shows only unarchived files"
-            stored = self.workdir / "artifact-repository" / WORKFLOW_NAME / name / artifact["name"]
+            stored = self.workdir / "artifact-repository" / self.values["workflow.name"] / name / artifact["name"]
             stored.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_pod_path(output_dir, artifact["path"]), stored)
             run.artifacts[artifact["name"]] = stored

@@ -1,7 +1,7 @@
 """Validate Argo manifests offline, as the Argo Server and the Kubernetes API server would: against Argo's
-JSON schema (with unknown fields refused: the server decodes strictly) and against the WorkflowTemplate CRD's
-structural schema (types, enums, required fields, unknown fields, int-or-string). Both are vendored data of
-Argo v4.1.2 (tests/argo_release/SOURCE.md), so the check runs in any clone.
+JSON schema (with unknown fields refused: the server decodes strictly) and against the WorkflowTemplate or
+CronWorkflow CRD's structural schema (types, enums, required fields, unknown fields, int-or-string). All are
+vendored data of Argo v4.1.2 (tests/argo_release/SOURCE.md), so the check runs in any clone.
 
 The JSON schema types IntOrString and Quantity as strings, while Go accepts integers too: both are allowed.
 Not checked here: CEL rules of the CRD, expression semantics (test_workflows checks the DAG's references).
@@ -43,9 +43,12 @@ def _json_schema() -> dict:
     return {"definitions": definitions}
 
 
+CRDS = {"WorkflowTemplate": "argoproj.io_workflowtemplates.yaml", "CronWorkflow": "argoproj.io_cronworkflows.yaml"}
+
+
 @cache
-def _crd_schema() -> dict:
-    crd = yaml.safe_load((DATA / "argoproj.io_workflowtemplates.yaml").read_text())
+def _crd_schema(kind: str) -> dict:
+    crd = yaml.safe_load((DATA / CRDS[kind]).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
     return version["schema"]["openAPIV3Schema"]
 
@@ -81,13 +84,14 @@ def _structural(schema: dict, value, path: str) -> list[str]:
 
 
 def problems(manifest: dict) -> list[str]:
-    """Every schema and CRD violation of one WorkflowTemplate, with its path."""
-    assert manifest["kind"] == "WorkflowTemplate", "only WorkflowTemplates are generated"
+    """Every schema and CRD violation of one WorkflowTemplate or CronWorkflow, with its path."""
+    kind = manifest["kind"]
+    assert kind in CRDS, "only WorkflowTemplates and CronWorkflows are generated"
     schema = copy.copy(_json_schema())
-    schema["$ref"] = "#/definitions/io.argoproj.workflow.v1alpha1.WorkflowTemplate"
+    schema["$ref"] = f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}"
     validator = jsonschema.Draft7Validator(schema)
     found = [f"schema {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
-    return found + [f"crd {p}" for p in _structural(_crd_schema(), manifest, "")]
+    return found + [f"crd {p}" for p in _structural(_crd_schema(kind), manifest, "")]
 
 
 if __name__ == "__main__":  # `python -m tests.argo_schema argo/*.yaml` (make workflows)

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 LONGEST_FIRST = (
     "tests/test_workflows.py::test_workflows_run_locally",
     "tests/test_replay.py::test_retrain",
+    "tests/test_retrain.py",
     "tests/test_replay.py",
     "tests/test_pipeline.py",
 )

@@ -45,6 +45,7 @@ def test_two_prepare_runs_with_an_empty_and_an_unidentifiable_image_are_byte_ide
     project = copy_project(tmp_path / "project")
     write_params(project, {"prepare": {"image_size": 32, "samples_per_shard": 16, "max_bad_fraction": 0.2}})
     sample_with_bad_files(project / "data" / "raw")
+    run(project, "python", "-m", "mlcore.stages.inflow")  # nothing pinned: an empty snapshot
     outputs = []
     for _ in range(2):  # separate processes: a memory address in a message would differ
         run(project, "python", "-m", "mlcore.stages.prepare")

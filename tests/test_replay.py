@@ -44,10 +44,13 @@ def test_provenance_names_commit_params_and_every_hash(released):
     lock_text = (root / "dvc.lock").read_text()
     assert record["source"]["dirty"] is False and len(record["source"]["commit"]) == 40
     assert record["stages"]["train"]["outs"]["models/model.keras"] in lock_text
-    stages = {"fetch", "prepare", "plan", "select", "train", "calibrate", "evaluate", "release"}
+    stages = {"fetch", "inflow", "prepare", "plan", "select", "train", "calibrate", "evaluate", "champion", "compare",
+              "release"}  # fmt: skip
     stages |= {"rung0@0", "rung0@1", "rung1@0"}  # TINY_OVERRIDES: 2 trials, then the best 1
     assert set(record["stages"]) == stages
     assert record["tuning"] == json.loads((root / "tuning/best.json").read_text())  # the configuration it used
+    assert record["pins"]["inflow"] == {"cutoff": None, "objects": 0, "listing_sha256": None}  # nothing pinned
+    assert set(record["pins"]["champion"].values()) == {None}
     environment = record["environment"]
     assert environment["intra_op_threads"] == 2 and environment["onednn_opts"] is False
     assert environment["max_cpu_isa"] == "avx2" and environment["hardware"]["kernel_isa_cap"] == "AVX2"

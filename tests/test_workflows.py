@@ -19,6 +19,7 @@ from tests.helpers import (
     TINY_OVERRIDES,
     built_image,
     copy_project,
+    drop_inflow,
     free_port_block,
     git,
     git_daemon,
@@ -147,7 +148,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
             runs = run_workflow(
                 project / "argo" / "pipeline.yaml", tmp_path / "pods",
                 {"revision": revision, "image-digest": digest, "s3-endpoint": server.endpoint,
-                 "git-push": "true", "release": "v0.1.0", "deploy": "true",
+                 "git-push": "true", "release": "v0.1.0", "promote": "true", "deploy": "true",
                  "serving-url": f"{kserve.url}/v2/models/pet-segmenter"},
                 secrets, faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
                 on_apply=kserve.apply,
@@ -172,6 +173,8 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
             )  # fmt: skip
             replay_objects = client.list_objects_v2(Bucket="mlcore", Prefix="replays/local-run/").get("KeyCount", 0)
             store_after_replay = store()
+            build = {"revision": revision, "image-digest": digest, "s3-endpoint": server.endpoint}
+            retrains = run_retrains(project, tmp_path, client, secrets, kserve, build)
         finally:
             kserve.stop()
             server.stop()
@@ -226,6 +229,22 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
     assert replay_objects > 0, "a replay writes its recomputed outputs under replays/<workflow>"
     assert store_after_replay == store_before_replay, "a replay must not write into the production store"
 
+    idle, active, pipeline_runs = retrains
+    assert idle["pipeline"].skipped and "0 new image(s)" in idle["snapshot"].log  # nothing arrived: no run
+    assert list(pipeline_runs) == ["retrain-active-pipeline"]
+    pins = json.loads(active["snapshot"].outputs["pins"])
+    assert active["snapshot"].outputs["version"] == "v0.2.0" and pins["champion"]["version"] == "v0.1.0"
+    assert pins["inflow"]["objects"] == 2 * 12 + 1  # 12 samples and a corrupt image
+    child = pipeline_runs["retrain-active-pipeline"]
+    assert "Running stage 'train'" in child["train"].log and "Running stage 'inflow'" in child["inflow"].log
+    assert "promote: " in child["publish"].log and child["deploy"].skipped  # deploy was not asked for
+    tagged = yaml.safe_load(git(origin, "show", "model@v0.2.0:pins.yaml"))
+    assert tagged == pins  # the snapshot the run took, committed with its dvc.lock
+    prod = git(origin, "tag", "--points-at", "model@v0.2.0", "model#prod#*").split()
+    assert prod == ["model#prod#2"], "the challenger was not assigned prod"
+    snapshot = json.loads(git(origin, "show", "model@v0.2.0:models/provenance.json"))["pins"]
+    assert snapshot == pins
+
     lock = yaml.safe_load(local_lock)["stages"]
     produced = {out["path"]: out["md5"] for entry in lock.values() for out in entry.get("outs", [])}
     for stage, entry in lock.items():
@@ -240,6 +259,35 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
         fetched = cache_objects(runs[task_name(stage)].clone)
         assert fetched <= own | needed, f"task {stage} downloaded objects it does not depend on"
         assert needed <= fetched, f"task {stage} lacks one of its dependencies"
+
+
+def run_retrains(project: Path, tmp_path: Path, client, secrets: dict, kserve: KServeStandIn, parameters: dict):
+    """The CronWorkflow's runs of mlcore-retrain as its controller submits them: once with nothing new in the
+    inflow, once after a drop of samples. The Workflow a run applies is run here too, as Argo's controller would
+    run it; its failure makes the run's resource step fail (failureCondition)."""
+    cron = yaml.safe_load((project / "argo" / "retrain-cron.yaml").read_text())["spec"]
+    assert cron["workflowSpec"]["workflowTemplateRef"] == {"name": "mlcore-retrain"}
+    assert cron["concurrencyPolicy"] == "Forbid" and cron["suspend"] is True  # no build named: it cannot run
+    pipeline_runs = {}
+
+    def controller(resource: dict) -> None:
+        if resource["kind"] != "Workflow":
+            kserve.apply(resource)
+            return
+        assert resource["spec"]["workflowTemplateRef"] == {"name": "mlcore-pipeline"}
+        name = resource["metadata"]["name"]
+        arguments = {p["name"]: p["value"] for p in resource["spec"]["arguments"]["parameters"]}
+        pipeline_runs[name] = run_workflow(project / "argo" / "pipeline.yaml", tmp_path / name, arguments, secrets,
+                                           on_apply=kserve.apply, name=name)  # fmt: skip
+
+    def retrain(name: str) -> dict:
+        return run_workflow(project / "argo" / "retrain.yaml", tmp_path / name, parameters, secrets,
+                            on_apply=controller, name=name)  # fmt: skip
+
+    idle = retrain("retrain-idle")
+    drop_inflow(client, "mlcore", "inflow", 12, seed=77)
+    client.put_object(Bucket="mlcore", Key="inflow/images/broken_1.jpg", Body=b"not a JPEG")
+    return idle, retrain("retrain-active"), pipeline_runs
 
 
 def test_verify_task_names_the_first_diverging_stage(tmp_path):

@@ -123,7 +123,7 @@ def git_token() -> SecretEnv:
     return SecretEnv(name="MLCORE_GIT_TOKEN", secret_name=GIT_SECRET, secret_key="token", optional=True)
 
 
-def _container(name: str, args: list[str], cluster: ClusterParams, resources_of: str, **extra) -> Container:
+def task_container(name: str, args: list[str], cluster: ClusterParams, resources_of: str, **extra) -> Container:
     return Container(
         name=name,
         image=image(cluster),
@@ -162,7 +162,7 @@ def stage_template(
     """The pod of one stage: runs it, emits its lock entry, its published metrics and its reports.
     `mode` are the arguments that differ between the pipeline and the reproduce workflow."""
     published = cluster.published_metrics.get(node.base, [])
-    container = _container(
+    container = task_container(
         task_name(node.name),
         ["stage", node.name, "--revision", "{{workflow.parameters.revision}}", *mode,
          *(arg for key in published for arg in ("--publish", key))],
@@ -201,7 +201,7 @@ def _stage_dag(
     return tasks
 
 
-def _template(name: str, cluster: ClusterParams, arguments: list[Parameter]) -> WorkflowTemplate:
+def workflow_template(name: str, cluster: ClusterParams, arguments: list[Parameter]) -> WorkflowTemplate:
     return WorkflowTemplate(
         name=name,
         namespace=NAMESPACE,
@@ -255,7 +255,7 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
     release, and optionally deploy it: the release stage fails on a failed gate, so nothing after it runs."""
     cluster = params.cluster
     check_cluster_config(cluster, stages)
-    with _template(PIPELINE, cluster, [
+    with workflow_template(PIPELINE, cluster, [
         Parameter(name="retrain", value="false", enum=["true", "false"], description="recompute every stage"),
         Parameter(name="git-push", value="false", enum=["true", "false"],
                   description="push dvc.lock and provenance to branch mlcore/runs/<workflow> (Secret mlcore-git)"),
@@ -266,12 +266,17 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                   description="the deployed model's V2 metadata URL, which must report the released commit"),
         Parameter(name="feedback-url", value="", description="with deploy: accept feedback (a write path into "
                   f"training data) into this s3:// prefix; needs Secret {FEEDBACK_SECRET} (key token)"),
+        Parameter(name="pins", value="", description="pins.yaml as JSON, from a retrain's snapshot "
+                  "(workflows/retrain.py); empty: the revision's committed pins.yaml"),
+        Parameter(name="promote", value="false", enum=["true", "false"], description="with release: also assign "
+                  "prod, and deploy, only if the release record says the model may replace the one in prod"),
     ]) as template:  # fmt: skip
-        publish = _container(
+        publish = task_container(
             "publish",
             ["publish", "--revision", "{{workflow.parameters.revision}}",
              "--git-push", "{{workflow.parameters.git-push}}", "--git-remote", cluster.git_remote,
-             "--release", "{{workflow.parameters.release}}",
+             "--release", "{{workflow.parameters.release}}", "--pins", "{{workflow.parameters.pins}}",
+             "--promote", "{{workflow.parameters.promote}}", "--deploy", "{{workflow.parameters.deploy}}",
              "--branch", "mlcore/runs/{{workflow.name}}", "--model-name", params.release.model_name],
             cluster,
             "publish",
@@ -281,11 +286,12 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                 Parameter(name="model-md5", value_from=m.ValueFrom(path=f"{OUTPUTS}/model-md5")),
                 Parameter(name="commit", value_from=m.ValueFrom(path=f"{OUTPUTS}/commit")),
                 Parameter(name="storage-uri", value_from=m.ValueFrom(path=f"{OUTPUTS}/storage-uri")),
+                Parameter(name="deploy", value_from=m.ValueFrom(path=f"{OUTPUTS}/deploy")),
                 Artifact(name="dvc-lock", path=report_file("dvc.lock"), archive=NoneArchiveStrategy()),
                 Artifact(name="provenance", path=report_file("models/provenance.json"), archive=NoneArchiveStrategy()),
             ],
         )  # fmt: skip
-        serving = _container(
+        serving = task_container(
             "serving-check",
             ["check-serving", "--revision", "{{workflow.parameters.revision}}",
              "--url", "{{workflow.parameters.serving-url}}", "--commit", "{{inputs.parameters.commit}}"],
@@ -301,14 +307,16 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                 Artifact(name=a.name, from_=f"{{{{inputs.artifacts.{a.name}}}}}") for a in _entry_inputs(stages)
             ])  # fmt: skip
             commit = "{{tasks.publish.outputs.parameters.commit}}"
-            deployed = deploy(name="deploy", when="{{workflow.parameters.deploy}} == true",
+            deployable = "{{tasks.publish.outputs.parameters.deploy}} == true"  # asked for, and not refused
+            deployed = deploy(name="deploy", when=deployable,
                               arguments={"storage-uri": "{{tasks.publish.outputs.parameters.storage-uri}}",
                                          "commit": commit})  # fmt: skip
-            checked = serving(name="serving-check", when="{{workflow.parameters.deploy}} == true",
+            checked = serving(name="serving-check", when=deployable,
                               arguments={"commit": commit})  # fmt: skip
             published >> deployed >> checked
         with DAG(name="dag"):
-            tasks = _stage_dag(stages, cluster, lambda _: ["--retrain", "{{workflow.parameters.retrain}}"], [])
+            mode = ["--retrain", "{{workflow.parameters.retrain}}", "--pins", "{{workflow.parameters.pins}}"]
+            tasks = _stage_dag(stages, cluster, lambda _: mode, [])
             published = publication(name="publication", arguments=_entry_arguments(stages))
             for task in tasks.values():
                 task >> published
@@ -326,7 +334,7 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
     the pinned inputs, recomputes every other stage into a scratch prefix of the bucket (never the production
     one), and `verify` compares each output with the tag's dvc.lock, failing on the first divergence."""
     check_cluster_config(cluster, stages)
-    with _template(REPRODUCE, cluster, [
+    with workflow_template(REPRODUCE, cluster, [
         Parameter(name="tag", description="the git tag to replay, e.g. model@v1.0.0"),
         *(Parameter(name=f"cpu-{label}", description=f"NFD cpu-model.{label} of the tag's hardware class")
           for label in NFD_LABELS),
@@ -335,7 +343,7 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
     ]) as template:  # fmt: skip
         template.affinity = hardware_pinning()
         at_tag = ["--checkout", "{{workflow.parameters.tag}}", "--git-remote", cluster.git_remote]
-        verify = _container(
+        verify = task_container(
             "verify",
             ["verify", "--revision", "{{workflow.parameters.revision}}", *at_tag],
             cluster,
@@ -379,9 +387,12 @@ def generate(repo_root: Path = Path(".")) -> dict[str, str]:
     """Every manifest of argo/, by file name."""
     stages = stage_graph(repo_root)
     params = load_params(repo_root / "params.yaml")
+    from workflows import retrain
+
     return {
         "pipeline.yaml": render(build_pipeline(stages, params)),
         "reproduce.yaml": render(build_reproduce(stages, params.cluster)),
+        **retrain.generate(params),
     }
 
 

@@ -6,7 +6,8 @@ the requested revision, and, with `--checkout TAG --git-remote URL` (the reprodu
 tag and checks it out after checking that its code is the image's (only dvc.lock and the provenance
 record may differ, as for a tag that the pipeline's publish task made).
 
-`python -m workflows.task stage NAME [--retrain true] [--publish KEY ...] [--work-prefix P]`
+`python -m workflows.task stage NAME [--retrain true] [--publish KEY ...] [--work-prefix P] [--pins JSON]`
+  0. with --pins (a retrain), write them into pins.yaml: the inflow and champion stages take what they pin;
   1. point DVC at the S3 remote from environment variables (credentials come from a Secret);
   2. write the upstream tasks' dvc.lock entries (input artifacts) into the local dvc.lock and pull
      only the outputs this stage depends on;
@@ -14,7 +15,10 @@ record may differ, as for a tag that the pipeline's publish task made).
   4. push its outputs and run-cache, and emit its own dvc.lock entry, the metrics named by
      --publish and copies of its metrics and plot files, for Argo to show.
 `python -m workflows.task publish` merges every entry into one dvc.lock, deterministically,
-  writes the provenance record and, with --git-push, commits both and tags the model.
+  writes the provenance record and, with --git-push, commits both (and the pins) and tags the model; with
+  --promote true it also assigns prod, only if the release record says the model may replace the one in prod.
+`python -m workflows.task snapshot --min-new-samples N --git-remote URL` decides a retrain's pins (the inflow
+  listing, the model in prod from the registry's tags) and whether enough new samples arrived to run.
 `python -m workflows.task verify` compares every output with the checked-out dvc.lock and fails on the
   first divergence (the reproduce workflow).
 `python -m workflows.task check-serving --url URL --commit C` waits until the deployed model reports C.
@@ -37,8 +41,10 @@ from pathlib import Path
 
 import yaml
 
+from mlcore.metrics import lookup
+from mlcore.ops.registry import PROD
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
-from mlcore.ops.replay import lookup
+from mlcore.pins import DEFAULT_PINS_PATH, Pins, write_pins
 from mlcore.stages.paths import BEST_PATH
 
 LOCK = Path("dvc.lock")
@@ -106,7 +112,7 @@ def check_revision(revision: str) -> None:
 
 
 # What a tag may change on top of the commit its image was built at: the pipeline's publish task commits these
-RECORD_FILES = {str(LOCK), str(PROVENANCE)}
+RECORD_FILES = {str(LOCK), str(PROVENANCE), str(DEFAULT_PINS_PATH)}
 
 
 def checkout_tag(tag: str, remote: str) -> None:
@@ -240,7 +246,10 @@ def publish_release(entries: dict[str, dict], model_name: str) -> str:
     return url
 
 
-def publish(entries: dict[str, dict], push: bool, remote: str, branch: str, release: str, model_name: str) -> None:
+def publish(
+    entries: dict[str, dict], push: bool, remote: str, branch: str, release: str, model_name: str,
+    promote: bool = False, deploy: bool = False,
+) -> None:  # fmt: skip
     if release and not push:
         sys.exit(f"error: release {release!r} needs git-push true (the tag must reach the repository)")
     configure_remote()
@@ -252,23 +261,62 @@ def publish(entries: dict[str, dict], push: bool, remote: str, branch: str, rele
     emit("storage-uri", publish_release(entries, model_name))
     for path in (str(LOCK), str(PROVENANCE)):
         emit_report(path)
+    promoted = not promote or _may_replace_prod()
+    emit("deploy", "true" if deploy and promoted else "false")
     if not push:
         return
     if not remote:
         sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
     _run("git", "checkout", "-q", "-B", branch)
-    _run("git", "add", str(LOCK), str(PROVENANCE))
+    _run("git", "add", *sorted(RECORD_FILES))
     identity = ["-c", "user.name=mlcore workflow", "-c", "user.email=mlcore-workflow@users.noreply.local"]
-    _run("git", *identity, "commit", "-q", "-m", f"dvc.lock and provenance from workflow branch {branch}")
+    _run("git", *identity, "commit", "-q", "-m", f"dvc.lock, pins and provenance from workflow branch {branch}")
     refspecs = [f"{branch}:refs/heads/{branch}"]
-    if release:
+    if release and promoted:
         env = {**os.environ, "GIT_COMMITTER_NAME": "mlcore workflow", "GIT_AUTHOR_NAME": "mlcore workflow",
                "GIT_COMMITTER_EMAIL": "mlcore-workflow@users.noreply.local",
                "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local"}  # fmt: skip
-        subprocess.run([sys.executable, "-m", "mlcore.ops.release", release], check=True, env=env)
+        stage = ["--stage", PROD] if promote else []
+        subprocess.run([sys.executable, "-m", "mlcore.ops.release", release, *stage], check=True, env=env)
         refspecs.append(f"refs/tags/model@{release}")
+        refspecs += [f"refs/tags/{tag}" for tag in _run("git", "tag", "--points-at", "HEAD", "model#*").split()]
     _git_authenticated(remote, "push", remote, *refspecs)
     print(f"pushed {', '.join(refspecs)} to {remote}")
+
+
+def _may_replace_prod() -> bool:
+    """The release record's decision (the compare stage): may this model replace the one in prod?"""
+    record = json.loads(Path(RELEASE, "release.json").read_text())
+    print(f"{'promote' if record['promote'] else 'not promoted'}: {record['decision']}")
+    return record["promote"]
+
+
+def use_pins(text: str) -> None:
+    """A retrain's pins (JSON, from its snapshot task) into pins.yaml, validated."""
+    from pydantic import ValidationError
+
+    try:
+        write_pins(Pins.model_validate_json(text))
+    except ValidationError as exc:
+        sys.exit(f"error: --pins is not valid pins ({exc.error_count()} problem(s)): {exc}")
+
+
+def snapshot(remote: str) -> None:
+    """Pins for a retrain and whether to run it: the inflow since the last snapshot any run recorded (branches
+    mlcore/runs/* and model tags of the repository), the model in prod from the registry's tags."""
+    from mlcore.ops.registry import next_version
+    from mlcore.ops.snapshot import latest_pins, next_pins
+    from mlcore.params import load_params
+
+    _git_authenticated(remote, "fetch", "--quiet", "--no-tags", remote, "+refs/tags/model*:refs/tags/model*",
+                       "+refs/heads/mlcore/runs/*:refs/remotes/runs/*")  # fmt: skip
+    refs = _run("git", "for-each-ref", "--format=%(refname)", "refs/remotes/runs", "refs/tags").split()
+    inflow = load_params().inflow
+    planned = next_pins(inflow, latest_pins(["HEAD", *refs]))
+    print(planned.describe(inflow))
+    emit("pins", planned.pins.model_dump_json())
+    emit("proceed", "true" if planned.worth_a_run(inflow) else "false")
+    emit("version", next_version())
 
 
 def verify(entries: dict[str, dict], revision: str) -> None:
@@ -313,18 +361,34 @@ def main() -> None:
     stage.add_argument("--retrain", default="false", choices=["true", "false"])
     stage.add_argument("--publish", action="append", default=[], help="metric key to emit, e.g. calibrated.mean_iou")
     stage.add_argument("--work-prefix", default="", help="push outputs under this prefix of the bucket (replays)")
+    stage.add_argument("--pins", default="", help="pins.yaml as JSON (a retrain's snapshot); empty: as committed")
     published = commands.add_parser("publish")
     published.add_argument("--git-push", default="false", choices=["true", "false"])
     published.add_argument("--git-remote", default="")
     published.add_argument("--branch", default="mlcore/runs/manual")
     published.add_argument("--release", default="", help="tag the model as model@RELEASE (needs --git-push true)")
     published.add_argument("--model-name", default="pet-segmenter", help="params.yaml release.model_name")
+    published.add_argument("--pins", default="", help="pins.yaml as JSON (a retrain's snapshot); empty: as committed")
+    published.add_argument(
+        "--promote",
+        default="false",
+        choices=["true", "false"],
+        help="with --release: assign prod too, if the model may replace the one in prod",
+    )
+    published.add_argument(
+        "--deploy",
+        default="false",
+        choices=["true", "false"],
+        help="emit deploy=true (the deploy task runs) unless --promote refused the model",
+    )
+    snapshotted = commands.add_parser("snapshot")
+    snapshotted.add_argument("--git-remote", required=True, help="the repository holding the registry's tags")
     verified = commands.add_parser("verify")
     serving = commands.add_parser("check-serving")
     serving.add_argument("--url", required=True, help="the model's V2 metadata URL")
     serving.add_argument("--commit", required=True, help="the commit the released model must report")
     serving.add_argument("--timeout", type=float, default=900, help="seconds to wait for it")
-    for command in (stage, published, verified, serving):
+    for command in (stage, published, verified, serving, snapshotted):
         command.add_argument("--revision", default="HEAD", help="the commit the image was built at")
     for command in (stage, verified):
         command.add_argument("--checkout", default="", help="work at this tag, fetched from --git-remote")
@@ -334,14 +398,19 @@ def main() -> None:
     check_revision(arguments.revision)
     if getattr(arguments, "checkout", ""):
         checkout_tag(arguments.checkout, arguments.git_remote)
+    if getattr(arguments, "pins", ""):
+        use_pins(arguments.pins)
     if arguments.command == "stage":
         run_stage(arguments.name, read_entries(), arguments.retrain == "true", arguments.publish,
                   arguments.work_prefix)  # fmt: skip
     elif arguments.command == "check-serving":
         check_serving(arguments.url, arguments.commit, arguments.timeout)
     elif arguments.command == "publish":
-        publish(read_entries(), arguments.git_push == "true", arguments.git_remote,
-                arguments.branch, arguments.release, arguments.model_name)  # fmt: skip
+        flags = {"promote": arguments.promote == "true", "deploy": arguments.deploy == "true"}
+        publish(read_entries(), arguments.git_push == "true", arguments.git_remote, arguments.branch,
+                arguments.release, arguments.model_name, **flags)  # fmt: skip
+    elif arguments.command == "snapshot":
+        snapshot(arguments.git_remote)
     else:
         verify(read_entries(), arguments.checkout or arguments.revision)
 

@@ -38,6 +38,16 @@ class S3Remote:
         """Where DVC 3 stores an object: <prefix>/files/md5/<first two hex>/<rest>."""
         return f"{self.prefix}/files/md5/{md5[:2]}/{md5[2:]}".lstrip("/")
 
+    def environment(self) -> dict[str, str]:
+        """The variables through which stages and the server reach this remote's bucket (as pods get them)."""
+        keys = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        return {
+            "MLCORE_S3_ENDPOINT": self.endpoint or "",
+            "MLCORE_S3_BUCKET": self.bucket,
+            "MLCORE_S3_PREFIX": self.prefix,
+            **{name: value for name, value in keys.items() if value},
+        }
+
     def client(self):
         import boto3
 

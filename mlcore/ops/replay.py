@@ -27,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mlcore.metrics import lookup
 from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
 from mlcore.stages.paths import PROVENANCE_PATH
 
@@ -102,16 +103,6 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, li
             )
         dvc(clone, "commit", "--force")  # re-hash the workspace, so the lock below is what is on disk
     return clone, compare(expected, lock_outputs(clone / "dvc.lock"))
-
-
-def lookup(metrics: dict, key: str):
-    """'calibrated.per_class.pet.iou' in a nested metrics document."""
-    value = metrics
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(key)
-        value = value[part]
-    return value
 
 
 def metric_deviations(expected: dict, got: dict, tolerance: dict[str, float]) -> list[tuple[str, float, float, bool]]:

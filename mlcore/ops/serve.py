@@ -35,12 +35,10 @@ def feedback_environment(repo: Path) -> dict[str, str]:
             token_file.write_text(secrets.token_urlsafe(32) + "\n")
         token = token_file.read_text().strip()
         print(f"feedback on: send `Authorization: Bearer $(cat {TOKEN_FILE})`", flush=True)
-    keys = {"AWS_ACCESS_KEY_ID": remote.access_key, "AWS_SECRET_ACCESS_KEY": remote.secret_key}
     return {
+        **remote.environment(),
         "MLCORE_FEEDBACK_URL": f"s3://{remote.bucket}/feedback",
-        "MLCORE_S3_ENDPOINT": remote.endpoint or "",
         "MLCORE_FEEDBACK_TOKEN": token,
-        **{name: value for name, value in keys.items() if value},
     }
 
 

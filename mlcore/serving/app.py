@@ -123,10 +123,11 @@ def create_app(model: ReleasedModel, feedback: FeedbackConfig | None = None, lim
         metrics.images.inc(len(job.model_input))
         held = await buffered.take(job.response_bytes)  # until the response is sent (or its deadline passed)
         try:
-            parts, headers = await off_loop(inference.finish, job, probabilities, head)
+            parts, headers, signals = await off_loop(inference.finish, job, probabilities, head)
         except BaseException:
             buffered.give(held)
             raise
+        metrics.observe_served(signals)
         return SentInSlices(parts, headers, limits.send_grace_s, limits.min_send_rate, lambda: buffered.give(held))
 
     @app.get("/metrics")

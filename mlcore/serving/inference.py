@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlcore import drift
 from mlcore.serving.errors import RequestError
 from mlcore.serving.images import at_size, decode, mask_at_size, mask_of, open_image, to_model_size
 from mlcore.serving.limits import Limits
@@ -53,10 +54,10 @@ def _check_budget(request: InferRequest, limits: Limits, count: int, height: int
                                         for o in request.outputs])  # fmt: skip
 
 
-def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes], dict]:
-    """The model's [N, S, S, C] probabilities -> the response body's parts and headers at the input's size.
-    When the probabilities are asked for, they are resized once and the mask is their argmax (the same bits
-    mask_at_size gives); the mask alone skips resizing them all."""
+def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes], dict, dict[str, list[float]]]:
+    """The model's [N, S, S, C] probabilities -> the response body's parts and headers at the input's size,
+    and each image's drift signals. When the probabilities are asked for, they are resized once and the mask
+    is their argmax (the same bits mask_at_size gives); the mask alone skips resizing them all."""
     names = {output.name for output in job.outputs}
     arrays = {}
     if "probabilities" in names:
@@ -66,4 +67,17 @@ def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes]
         arrays["mask"] = mask_of(resized) if resized is not None else mask_at_size(probabilities, job.height, job.width)
     if job.id is not None:
         head = {**head, "id": job.id}
-    return encode_infer_response(head, [(output, arrays[output.name]) for output in job.outputs])
+    parts, headers = encode_infer_response(head, [(output, arrays[output.name]) for output in job.outputs])
+    return parts, headers, drift_signals(job, probabilities, arrays.get("mask"))
+
+
+def drift_signals(job: Job, probabilities: np.ndarray, mask: np.ndarray | None) -> dict[str, list[float]]:
+    """Each image's signals (mlcore.drift) from what the request computed anyway: the brightness of its
+    model-sized pixels (a resize barely moves a mean, and they are fewer), its long side as it arrived, and
+    the pet share of the returned mask, or of the model-sized argmax when only the probabilities were asked."""
+    labels = mask if mask is not None else mask_of(probabilities)
+    return {
+        "brightness": [drift.brightness(image) for image in job.model_input],
+        "long_side": [float(max(job.height, job.width))] * len(job.model_input),
+        "pet_fraction": [drift.pet_fraction(image) for image in labels],
+    }

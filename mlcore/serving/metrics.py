@@ -9,9 +9,18 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.responses import JSONResponse
 
+from mlcore.drift import METRIC_NAMES, SIGNALS
 from mlcore.serving.bodies import CLIENT_GONE, SlowClient
 
 log = logging.getLogger("mlcore.serving")
+DRIFT_HELP = {  # `python -m mlcore.ops.drift` compares these with the training split's (mlcore.drift)
+    "brightness": "Mean luma (BT.601, 0 black to 1 white) of each served image, at the model's input size",
+    "long_side": "Longer side in pixels of each served image as it arrived (the encoded image's or the tensor's)",
+    "pet_fraction": (
+        "Share of each served image's predicted mask that is pet (at the input's size; at the model's when only "
+        "the probabilities were asked for)"
+    ),
+}
 
 
 class ServerMetrics:
@@ -33,6 +42,16 @@ class ServerMetrics:
             "mlcore_batch_size", "Images per model call (dynamic batching)", registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )  # fmt: skip
+        self.drift = {
+            signal: Histogram(name, DRIFT_HELP[signal], registry=registry, buckets=SIGNALS[signal])
+            for signal, name in METRIC_NAMES.items()
+        }
+
+    def observe_served(self, signals: dict[str, list[float]]) -> None:
+        """Each served image's drift signals: only images the server answered, so errors do not skew them."""
+        for signal, values in signals.items():
+            for value in values:
+                self.drift[signal].observe(value)
 
 
 class MeasuredApp:

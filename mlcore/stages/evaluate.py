@@ -31,7 +31,7 @@ def evaluate_stage(params: Params) -> None:
     from mlcore.calibration import apply_calibrator
     from mlcore.data.oxford import CLASS_NAMES
     from mlcore.io import read_json, write_json
-    from mlcore.metrics import confusion_matrix, expected_calibration_error, reliability_bins, segmentation_metrics
+    from mlcore.metrics import reliability_bins, scores
     from mlcore.model.serialize import load_model
     from mlcore.plots import prediction_grid
     from mlcore.predict import predict_split
@@ -43,18 +43,11 @@ def evaluate_stage(params: Params) -> None:
     prior = np.array([frequencies[name] for name in CLASS_NAMES], np.float32)
     baseline = np.broadcast_to(prior, test.probabilities.shape)  # majority class at every pixel
 
-    def score(probabilities: np.ndarray) -> dict:
-        predictions = probabilities.argmax(axis=-1)
-        return {
-            **segmentation_metrics(confusion_matrix(test.labels, predictions)),
-            "ece": expected_calibration_error(probabilities, test.labels, bins),
-        }
-
     metrics = {
         "test_images": len(test.ids),
-        "raw": score(test.probabilities),
-        "calibrated": score(calibrated),
-        "baseline_majority_class": score(baseline),
+        "raw": scores(test.probabilities, test.labels, bins),
+        "calibrated": scores(calibrated, test.labels, bins),
+        "baseline_majority_class": scores(baseline, test.labels, bins),
     }
     write_json(METRICS_DIR / "evaluate.json", metrics)
 

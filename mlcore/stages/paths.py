@@ -3,10 +3,12 @@
 from pathlib import Path
 
 RAW_DIR = Path("data/raw")
+INFLOW_DIR = Path("data/inflow")
 PREPARED_DIR = Path("data/prepared")
 MODEL_PATH = Path("models/model.keras")
 CALIBRATOR_PATH = Path("models/calibrator.json")
 PROVENANCE_PATH = Path("models/provenance.json")
+CHAMPION_DIR = Path("models/champion")  # the model in prod when the run started, to compare the new one with
 RELEASE_DIR = Path("release")
 TUNING_DIR = Path("tuning")
 PLAN_PATH = TUNING_DIR / "plan.json"

@@ -1,16 +1,18 @@
-"""prepare: validate, convert, resize and split the archives into TFRecord shards + manifest + report."""
+"""prepare: validate, convert, resize and split the archives and the inflow snapshot into TFRecord shards +
+manifest (with the drift signals' histograms) + report."""
 
 from __future__ import annotations
 
 import logging
 
+from mlcore.data.inflow import ID_PREFIX, read_snapshot
 from mlcore.data.oxford import CLASS_NAMES, ArchiveError
-from mlcore.data.prepare import class_pixel_frequencies, collect
+from mlcore.data.prepare import class_pixel_frequencies, collect, statistics
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, archive_origin, run_stage
-from mlcore.stages.paths import PREPARED_DIR, RAW_DIR
+from mlcore.stages.paths import INFLOW_DIR, PREPARED_DIR, RAW_DIR
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,11 @@ def prepare(params: Params) -> None:
 
     settings = params.prepare
     try:
-        collected = collect(RAW_DIR, settings.image_size)
+        collected = collect(RAW_DIR, settings.image_size, read_snapshot(INFLOW_DIR))
     except ArchiveError as exc:
         raise StageError(f"{exc}; it comes from {archive_origin(params, exc.archive.name)}") from exc
+    except FileNotFoundError as exc:
+        raise StageError(f"{exc.filename}: missing; the inflow stage makes it (`dvc repro inflow`)") from exc
     summary = collected.summary()
     bad_fraction = collected.quarantined / max(collected.seen, 1)
     if collected.seen == 0 or bad_fraction > settings.max_bad_fraction:
@@ -42,7 +46,9 @@ def prepare(params: Params) -> None:
             manifest["splits"][split] = {
                 "count": len(samples),
                 "shards": shards,
+                "inflow": sum(sample.sample_id.startswith(ID_PREFIX) for sample in samples),
                 "class_pixel_frequency": class_pixel_frequencies(samples),
+                "statistics": statistics(samples),
             }
         (staging / "manifest.json").write_text(canonical_json(manifest))
         (staging / "report.json").write_text(canonical_json({"summary": summary, "files": collected.report}))

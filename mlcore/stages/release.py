@@ -1,6 +1,7 @@
 """release: the quality gate, then the export: SavedModel (calibration folded in), model.keras, the
 calibrator, a model card and release.json. On a failed gate it prints every metric against its
-threshold, exits non-zero and writes nothing."""
+threshold, exits non-zero and writes nothing. The release record and the card carry the comparison with the
+model in prod (metrics/compare.json): `promote` says whether the registry may assign it prod."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.compare import COMPARE_PATH
 from mlcore.stages.paths import BEST_PATH, CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PREPARED_DIR, RELEASE_DIR
 
 
@@ -39,6 +41,7 @@ def release_stage(params: Params) -> None:
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
     calibrator = read_json(CALIBRATOR_PATH)
+    comparison = read_json(COMPARE_PATH)
     release = {
         "model_name": params.release.model_name,
         "image_size": manifest["image_size"],
@@ -49,6 +52,9 @@ def release_stage(params: Params) -> None:
         "gate": [{"metric": c.metric, "bound": c.bound, "threshold": c.threshold, "value": c.value} for c in checks],
         "metrics": evaluation["calibrated"],
         "tuning": read_json(BEST_PATH),
+        "champion": comparison["champion"],
+        "promote": comparison["promote"],
+        "decision": comparison["reason"],
     }
     with atomic_dir(RELEASE_DIR) as staging:
         export_saved_model(load_model(MODEL_PATH), calibrator, manifest["image_size"], staging / "saved_model")
@@ -67,6 +73,8 @@ def print_verdict() -> None:
     release = read_json(RELEASE_DIR / "release.json")
     print(format_table([Check(**check) for check in release["gate"]]))
     print(f"release gate: PASSED; {RELEASE_DIR}/ holds {release['model_name']} (`make serve` serves it)")
+    verdict = "PROMOTE" if release["promote"] else "KEEP THE CHAMPION"
+    print(f"against the model in prod: {verdict}: {release['decision']}")
 
 
 if __name__ == "__main__":

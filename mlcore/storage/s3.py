@@ -33,8 +33,9 @@ class S3Prefix:
         return "/".join(part for part in (self.prefix, *parts) if part)
 
     def client(self, config=None):
-        """A boto3 client; `config` a botocore Config (timeouts, retries) where the defaults do not fit."""
+        """A boto3 client; `config` a botocore Config (timeouts, retries) where the defaults do not fit. A session of
+        its own reads the AWS_* variables now: boto3's default session keeps the first keys it found."""
         import boto3
 
         region = os.environ.get("AWS_REGION", "us-east-1")
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=region, config=config)
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint, region_name=region, config=config)

@@ -1,0 +1,34 @@
+"""champion: the model in prod when the run started (pinned in pins.yaml), copied into models/champion by md5 from
+the DVC cache or remote; with no model in prod, only its (empty) record."""
+
+from __future__ import annotations
+
+from mlcore.io import atomic_dir, canonical_json
+from mlcore.params import Params
+from mlcore.pins import PinsError, load_pins
+from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.paths import CHAMPION_DIR
+from mlcore.storage.content import ContentError, fetch_by_md5
+
+RECORD = "champion.json"
+MODEL = "model.keras"
+CALIBRATOR = "calibrator.json"
+
+
+def champion_stage(params: Params) -> None:
+    try:
+        pin = load_pins().champion
+    except PinsError as exc:
+        raise StageError(str(exc)) from exc
+    with atomic_dir(CHAMPION_DIR) as staging:
+        if pin.version is not None:
+            try:
+                fetch_by_md5(pin.model_md5, staging / MODEL)
+                fetch_by_md5(pin.calibrator_md5, staging / CALIBRATOR)
+            except ContentError as exc:
+                raise StageError(f"champion {pin.version}: {exc}") from exc
+        (staging / RECORD).write_text(canonical_json(pin.model_dump(mode="json")))
+
+
+if __name__ == "__main__":
+    run_stage(champion_stage)

@@ -1,0 +1,75 @@
+"""compare: the champion (models/champion) scored on the test split exactly as evaluate scored the candidate, and
+the decision whether the candidate may replace it (params.yaml release.champion), with both scores and hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from mlcore.params import Params
+from mlcore.runtime import pin_runtime
+from mlcore.stages._common import StageError, run_stage
+from mlcore.stages.champion import CALIBRATOR, MODEL, RECORD
+from mlcore.stages.paths import CALIBRATOR_PATH, CHAMPION_DIR, METRICS_DIR, MODEL_PATH, PREPARED_DIR
+
+log = logging.getLogger(__name__)
+COMPARE_PATH = METRICS_DIR / "compare.json"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def score_champion(params: Params) -> dict:
+    """Raw and calibrated metrics of the champion on this run's test split."""
+    pin_runtime(params.runtime, params.seed)
+    from mlcore.calibration import apply_calibrator
+    from mlcore.io import read_json
+    from mlcore.metrics import scores
+    from mlcore.model.serialize import load_model
+    from mlcore.predict import predict_split
+
+    model = load_model(CHAMPION_DIR / MODEL)
+    size = read_json(PREPARED_DIR / "manifest.json")["image_size"]
+    if tuple(model.input_shape[1:3]) not in ((size, size), (None, None)):
+        raise StageError(f"the champion takes {model.input_shape[1]} px images, this run's test split has {size} px: "
+                         "they cannot be compared. Release deliberately with `make release`")  # fmt: skip
+    test = predict_split(model, PREPARED_DIR, "test", params.train.batch_size)
+    calibrated = apply_calibrator(read_json(CHAMPION_DIR / CALIBRATOR), test.probabilities)
+    bins = params.calibrate.ece_bins
+    return {"raw": scores(test.probabilities, test.labels, bins), "calibrated": scores(calibrated, test.labels, bins)}
+
+
+def compare_stage(params: Params) -> None:
+    from mlcore.champion import decide
+    from mlcore.io import read_json, write_json
+
+    record = read_json(CHAMPION_DIR / RECORD)
+    evaluation = read_json(METRICS_DIR / "evaluate.json")
+    challenger = {
+        "model_sha256": sha256(MODEL_PATH),
+        "calibrator_sha256": sha256(CALIBRATOR_PATH),
+        "metrics": {key: evaluation[key] for key in ("raw", "calibrated")},
+    }
+    champion = None
+    if record["version"] is not None:
+        champion = {
+            "version": record["version"],
+            "commit": record["commit"],
+            "model_sha256": sha256(CHAMPION_DIR / MODEL),
+            "calibrator_sha256": sha256(CHAMPION_DIR / CALIBRATOR),
+            "metrics": score_champion(params),
+        }
+    rule = params.release.champion
+    decision = decide(rule.metric, rule.tolerance, challenger["metrics"], champion and champion["metrics"],
+                      record["version"] or "")  # fmt: skip
+    write_json(COMPARE_PATH, {
+        "metric": rule.metric, "tolerance": rule.tolerance, "test_images": evaluation["test_images"],
+        "challenger": challenger, "champion": champion, "promote": decision.promote, "reason": decision.reason,
+    })  # fmt: skip
+    log.info("%s: %s", "promote" if decision.promote else "keep the champion", decision.reason)
+
+
+if __name__ == "__main__":
+    run_stage(compare_stage)

@@ -1,0 +1,69 @@
+"""The inflow bucket: list the samples under the configured prefixes, read one exactly as it was listed.
+
+Where: the bucket and endpoint in MLCORE_S3_BUCKET and MLCORE_S3_ENDPOINT (set in the workflows' pods, and by
+`make retrain` from the DVC remote), keys in the AWS_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mlcore.data.inflow import IMAGES, TRIMAPS, Listed, sample_objects
+from mlcore.storage.s3 import S3Prefix
+
+
+class InflowError(RuntimeError):
+    """The bucket cannot be listed or read as pinned; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class InflowBucket:
+    location: S3Prefix  # the bucket (its prefix is unused)
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def from_environment(cls, prefixes: list[str]) -> InflowBucket:
+        bucket = os.environ.get("MLCORE_S3_BUCKET", "")
+        if not bucket:
+            raise InflowError(
+                "MLCORE_S3_BUCKET is not set: the inflow is read from the DVC remote's bucket "
+                "(`make retrain` sets it; in a pod the workflow does)"
+            )
+        return cls(S3Prefix(bucket, "", os.environ.get("MLCORE_S3_ENDPOINT") or None), tuple(prefixes))
+
+    def list(self) -> list[Listed]:
+        """Every image and trimap under the prefixes, by key."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = self.location.client()
+        found = []
+        try:
+            for prefix in self.prefixes:
+                for folder in (IMAGES, TRIMAPS):
+                    pages = client.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.location.bucket, Prefix=f"{prefix}/{folder}/"
+                    )
+                    found += [
+                        Listed(o["Key"], o["Size"], o["ETag"].strip('"'), o["LastModified"])
+                        for page in pages
+                        for o in page.get("Contents", [])
+                    ]
+        except (BotoCoreError, ClientError) as exc:
+            raise InflowError(f"cannot list s3://{self.location.bucket}/{{{','.join(self.prefixes)}}}: {exc}") from exc
+        return sample_objects(found)
+
+    def read(self, item: Listed) -> bytes:
+        """The object's bytes, refused if it changed since it was listed (another ETag)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.location.client().get_object(Bucket=self.location.bucket, Key=item.key)
+        except (BotoCoreError, ClientError) as exc:
+            raise InflowError(
+                f"s3://{self.location.bucket}/{item.key}: {exc}; the pinned inflow is gone: inflow "
+                "prefixes must be append-only (replays restore the snapshot from the DVC remote)"
+            ) from exc
+        if answer["ETag"].strip('"') != item.etag:
+            raise InflowError(f"s3://{self.location.bucket}/{item.key} changed since the snapshot was pinned")
+        return answer["Body"].read()

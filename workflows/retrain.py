@@ -1,0 +1,141 @@
+"""Continuous training on the cluster: the mlcore-retrain WorkflowTemplate and the CronWorkflow that runs it.
+
+A run snapshots the inflow (`workflows.task snapshot`: the listing since the last snapshot any run recorded, and
+the model in prod from the registry's tags) and stops there when fewer than params.yaml inflow.min_new_samples
+new images arrived. Otherwise it creates a Workflow of mlcore-pipeline with those pins (the controller accepts
+only Workflows that reference a WorkflowTemplate) and waits for it: the pipeline's publish task commits the
+pins, dvc.lock and provenance, tags the next version and assigns it prod only if the challenger passed the gate
+and is not worse than the champion (and deploys it when asked). Runs are serialized by a workflow-level mutex
+(cron, Argo Events' sensor in cluster-conf/events and manual submissions alike) and the cron's Forbid policy.
+
+`python -m workflows.retrain REF [--image-digest sha256:...]` (`make schedule REF=...`) prints the CronWorkflow
+for the image built at REF, for `kubectl apply -f -`; argo/retrain-cron.yaml is the same, suspended and with
+no image, so that applying cluster-conf never starts runs of an unknown build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+from hera.workflows import DAG, CronWorkflow, Parameter, Resource
+from hera.workflows import models as m
+
+from mlcore.params import Params, load_params
+from workflows import pods
+from workflows.pipeline import NAMESPACE, OUTPUTS, PIPELINE, git_token, render, task_container, workflow_template
+
+RETRAIN = "mlcore-retrain"
+RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
+WAIT = "4h"  # at most this long for the pipeline run; its own deadline is params.yaml cluster.deadline_hours
+# What the retrain passes on to its pipeline run unchanged
+FORWARDED = ("revision", "image-digest", "s3-endpoint", "s3-bucket", "s3-prefix", "deploy", "serving-url",
+             "feedback-url")  # fmt: skip
+
+
+def pipeline_run(params: Params) -> dict:
+    """The Workflow of mlcore-pipeline a retrain creates: its snapshot's pins and next version, promote on."""
+    arguments = [{"name": name, "value": f"{{{{workflow.parameters.{name}}}}}"} for name in FORWARDED]
+    arguments += [
+        {"name": "pins", "value": "{{inputs.parameters.pins}}"},
+        {"name": "release", "value": "{{inputs.parameters.version}}"},
+        {"name": "git-push", "value": "true"},
+        {"name": "promote", "value": "true"},
+    ]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {  # one name per retrain: a retried apply finds the run it started instead of starting another
+            "name": "{{workflow.name}}-pipeline",
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/retrain": "{{workflow.name}}"},
+        },
+        "spec": {"workflowTemplateRef": {"name": PIPELINE}, "arguments": {"parameters": arguments}},
+    }
+
+
+def build_retrain(params: Params):
+    cluster = params.cluster
+    with workflow_template(RETRAIN, cluster, [
+        Parameter(name="deploy", value="false", enum=["true", "false"],
+                  description="deploy the new model when it is promoted"),
+        Parameter(name="serving-url", value="", description="see mlcore-pipeline"),
+        Parameter(name="feedback-url", value="", description="see mlcore-pipeline"),
+    ]) as template:  # fmt: skip
+        template.service_account_name = RETRAIN_ACCOUNT
+        template.synchronization = m.Synchronization(mutexes=[m.Mutex(name=RETRAIN)])
+        snapshot = task_container(
+            "snapshot",
+            ["snapshot", "--revision", "{{workflow.parameters.revision}}", "--git-remote", cluster.git_remote],
+            cluster,
+            "snapshot",
+            env=[git_token()],
+            outputs=[
+                Parameter(name=name, value_from=m.ValueFrom(path=f"{OUTPUTS}/{name}"))
+                for name in ("pins", "proceed", "version")
+            ],
+        )
+        pipeline = Resource(
+            name="pipeline",
+            action="apply",
+            manifest=yaml.safe_dump(pipeline_run(params), sort_keys=False),
+            success_condition="status.phase == Succeeded",
+            failure_condition="status.phase in (Failed, Error)",
+            inputs=[Parameter(name="pins"), Parameter(name="version")],
+            timeout=WAIT,
+            retry_strategy=pods.retry_strategy(cluster),
+        )
+        with DAG(name="dag"):
+            taken = snapshot(name="snapshot")
+            ran = pipeline(
+                name="pipeline",
+                when="{{tasks.snapshot.outputs.parameters.proceed}} == true",
+                arguments={"pins": "{{tasks.snapshot.outputs.parameters.pins}}",
+                           "version": "{{tasks.snapshot.outputs.parameters.version}}"},
+            )  # fmt: skip
+            taken >> ran
+    return template
+
+
+def build_cron(params: Params, revision: str = "", image_digest: str = "") -> CronWorkflow:
+    """Unless given a build (revision and its image's digest), suspended: it cannot run without one."""
+    arguments = [Parameter(name="revision", value=revision), Parameter(name="image-digest", value=image_digest)]
+    return CronWorkflow(
+        name=RETRAIN,
+        namespace=NAMESPACE,
+        labels={"app.kubernetes.io/part-of": "mlcore"},
+        schedules=[params.cluster.retrain_schedule],
+        timezone="UTC",
+        concurrency_policy="Forbid",  # the template's mutex also queues sensor and manual runs
+        starting_deadline_seconds=600,
+        successful_jobs_history_limit=3,
+        failed_jobs_history_limit=3,
+        cron_suspend=not (revision and image_digest),
+        workflow_template_ref=m.WorkflowTemplateRef(name=RETRAIN),
+        arguments=arguments,
+    )
+
+
+def generate(params: Params) -> dict[str, str]:
+    return {"retrain.yaml": render(build_retrain(params)), "retrain-cron.yaml": render(build_cron(params))}
+
+
+def main() -> None:
+    from workflows.submit import SubmitError, image_digest, image_repository, resolve
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ref", help="the commit (or branch, tag) whose image the schedule runs")
+    parser.add_argument("--image-digest", help="sha256:... of the image built at REF (default: asked of the registry)")
+    arguments = parser.parse_args()
+    params = load_params()
+    try:
+        commit, _ = resolve(arguments.ref)
+        digest = arguments.image_digest or image_digest(f"{image_repository(commit)}:{commit}")
+    except SubmitError as exc:
+        sys.exit(f"error: {exc}")
+    print(build_cron(params, commit, digest).to_yaml(), end="")
+
+
+if __name__ == "__main__":
+    main()
