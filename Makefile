@@ -53,8 +53,8 @@ serve: s3-up  ## make serve [REF=model@v1.0.0] [PORT=8080] [FEEDBACK=1]: the V2 
 inference-service: setup  ## make inference-service REF=model@v1.0.0 [FEEDBACK_URL=s3://mlcore/feedback] | kubectl apply -f -
 	@python -m workflows.serving $(REF) $(if $(FEEDBACK_URL),--feedback-url $(FEEDBACK_URL))
 
-schedule: setup  ## make schedule REF=<commit> [IMAGE_DIGEST=sha256:...] | kubectl apply -f -: the retrain CronWorkflow for that image
-	@python -m workflows.retrain $(REF) $(if $(IMAGE_DIGEST),--image-digest $(IMAGE_DIGEST))
+schedule: setup  ## make schedule REF=<commit> [IMAGE_DIGEST=sha256:...] [EVENTS=1] | kubectl apply -f -: the retrain CronWorkflow (and Sensor) for that image
+	@python -m workflows.retrain $(REF) $(if $(IMAGE_DIGEST),--image-digest $(IMAGE_DIGEST)) $(if $(EVENTS),--events)
 
 reproduce: s3-up  ## make reproduce REF=model@v1.0.0 [RETRAIN=1]
 	python -m mlcore.ops.replay $(REF) $(if $(RETRAIN),--retrain)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcore.data.inflow import Listed, before, listing_digest, new_images, take
+from mlcore.data.inflow import Listed, before, listing_digest, listing_text, new_images, parse_listing, take
 from mlcore.data.prepare import collect
 from mlcore.data.sample import write_sample_archives
 from mlcore.data.split import split_of
@@ -65,38 +65,44 @@ def test_a_snapshot_is_content_addressed_deduplicated_and_accounts_for_every_obj
         "feedback/metadata/x.json": b"{}",
         "inflow/README": b"not a sample",
     }
-    snapshot = take(*bucket_of(files))
+    written = {}
+    snapshot = take(*bucket_of(files), written.__setitem__)
     ids = [row["id"] for row in snapshot.samples]
     assert ids == [
         f"inflow_{hashlib.sha256(image_a).hexdigest()[:16]}",
         f"inflow_{hashlib.sha256(image_b).hexdigest()[:16]}",
     ]
-    assert (
-        snapshot.files[f"images/{ids[0]}.jpg"] == image_a
-        and snapshot.files[f"annotations/trimaps/{ids[1]}.png"] == trimap_b
-    )
+    assert written[f"images/{ids[0]}.jpg"] == image_a and written[f"annotations/trimaps/{ids[1]}.png"] == trimap_b
     assert snapshot.duplicates == [{"image": "inflow/images/copy.jpg", "same_as": ids[0], "same_trimap": False}]
     reasons = {row["image"] or row["trimap"]: row["reason"] for row in snapshot.quarantined}
     assert reasons["inflow/images/broken.jpg"].startswith("corrupt_image")
     assert reasons["inflow/images/alone.jpg"] == "missing_trimap"
     assert reasons["inflow/annotations/trimaps/orphan.png"].startswith("missing_image")
     kept = {row["image_file"] for row in snapshot.quarantined if "image_file" in row}
-    assert all(snapshot.files[path] for path in kept)  # the rejected bytes are kept for a person to look at
+    assert all(written[path] for path in kept)  # the rejected bytes are kept for a person to look at
     assert snapshot.summary() == {
         "taken": 2,
         "duplicates": 1,
         "quarantined": 3,
         "by_reason": {"corrupt_image": 1, "missing_image": 1, "missing_trimap": 1},
     }
-    again = take(*bucket_of(dict(reversed(files.items()))))  # the listing's order does not matter
-    assert again.files == snapshot.files and again.manifest(T0, "d", 1) == snapshot.manifest(T0, "d", 1)
+    rewritten = {}
+    again = take(*bucket_of(dict(reversed(files.items()))), rewritten.__setitem__)  # the listing's order is no matter
+    assert rewritten == written and again.manifest(T0, "d", 1) == snapshot.manifest(T0, "d", 1)
 
 
 def test_the_listing_digest_and_cutoff_pin_exactly_which_objects_are_taken():
     ((_, image, trimap),) = sample_pairs(1, seed=2)
     listing = [listed("inflow/images/a.jpg", image, 0), listed("inflow/annotations/trimaps/a.png", trimap, 5)]
     assert before(listing, T0 + datetime.timedelta(minutes=5)) == listing[:1]
-    assert new_images(listing, T0) == listing[:1] and new_images(listing, T0 + datetime.timedelta(minutes=1)) == []
+    assert new_images(listing, []) == listing[:1] and new_images(listing, listing) == []
+    resent = Listed(listing[0].key, listing[0].size, listing[0].etag, T0 + datetime.timedelta(hours=1))
+    assert new_images([resent], listing) == [], "the same bytes sent again are not new"
+    replaced = Listed(listing[0].key, listing[0].size, "f" * 32, T0 + datetime.timedelta(hours=1))
+    assert new_images([replaced], listing) == [replaced]
+    assert parse_listing(listing_text(listing)) == sorted(
+        (Listed(i.key, i.size, i.etag) for i in listing), key=lambda i: i.key
+    )
     digest = listing_digest(listing)
     assert listing_digest(list(reversed(listing))) == digest
     changed = [listing[0], Listed(listing[1].key, listing[1].size, "0" * 32, listing[1].modified)]
@@ -155,7 +161,7 @@ def _pin(project, client) -> None:
     cutoff = max(item["LastModified"] for item in objects).replace(microsecond=0) + datetime.timedelta(seconds=1)
     bucket = InflowBucket(S3Prefix("mlcore", "", client.meta.endpoint_url), ("feedback", "inflow"))
     listing = before(bucket.list(), cutoff)
-    pin = InflowPin(cutoff=cutoff, objects=len(listing), listing_sha256=listing_digest(listing))
+    pin = InflowPin(cutoff=cutoff, objects=len(listing), listing_sha256=bucket.save_listing(listing))
     write_pins(Pins(inflow=pin), project / "pins.yaml")
 
 
@@ -186,33 +192,51 @@ def test_the_inflow_stage_takes_the_pinned_snapshot_byte_identically_and_refuses
     drop_inflow(client, "mlcore", "feedback", 1, seed=9)  # arrives after the cut-off: not taken, no complaint
     assert _stage(project, env).returncode == 0
     assert json.loads((project / "data/inflow/manifest.json").read_text()) == manifest
-    client.delete_object(Bucket="mlcore", Key="inflow/images/broken.jpg")  # below the cut-off: refused
+    (key,) = [k for k in snapshot_keys(manifest) if k.endswith(".jpg") and "broken" not in k][:1]
+    client.put_object(Bucket="mlcore", Key=key, Body=client.get_object(Bucket="mlcore", Key=key)["Body"].read())
+    assert _stage(project, env).returncode == 0, "a resend of the same bytes changes nothing"
+    client.put_object(Bucket="mlcore", Key=key, Body=b"other bytes")  # a pinned object replaced: refused
     refused = _stage(project, env)
-    assert refused.returncode != 0 and "were deleted or replaced" in refused.stderr
+    assert refused.returncode != 0 and f"s3://mlcore/{key} changed since the snapshot was pinned" in refused.stderr
+    assert "append-only" in refused.stderr
     assert {p: (project / p).read_bytes() for p in snapshot} == contents, "a refused run must leave the snapshot"
+
+
+def snapshot_keys(manifest: dict) -> list[str]:
+    return sorted(row["image"] for row in manifest["samples"])
 
 
 def test_prepare_merges_the_inflow_without_moving_any_existing_sample(tmp_path):
     raw = tmp_path / "raw"
     write_sample_archives(raw, 60, 2019, include_quirks=False, min_side=40, max_side=64)
     from mlcore.data.inflow import InflowSample
-    from mlcore.data.oxford import iter_images
+    from mlcore.data.oxford import iter_images, read_annotations
 
     before_merge = collect(raw, 32)
     new = [
         InflowSample(f"inflow_{i:016x}", image, trimap, hashlib.sha256(image).hexdigest())
         for i, (_, image, trimap) in enumerate(sample_pairs(20, seed=6))
     ]
-    (oxford_id, oxford_image), *_ = iter_images(raw / "images.tar.gz")
+    oxford = dict(iter_images(raw / "images.tar.gz"))
+    oxford_id, oxford_image = next(iter(oxford.items()))
     copy = InflowSample("inflow_copy", oxford_image, new[0].trimap, hashlib.sha256(oxford_image).hexdigest())
-    merged = collect(raw, 32, [*new, copy])
+    # a test image sent back as feedback: the server re-encodes it (JPEG quality 95), so its bytes differ
+    test_id = before_merge.by_split["test"][0].sample_id
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(oxford[test_id])).convert("RGB").save(buffer, format="JPEG", quality=95)
+    trimap = read_annotations(raw / "annotations.tar.gz").trimaps[test_id]
+    resent = InflowSample("inflow_resent", buffer.getvalue(), trimap, hashlib.sha256(buffer.getvalue()).hexdigest())
+    merged = collect(raw, 32, [*new, copy, resent])
     for split, samples in before_merge.by_split.items():
         old_ids = {s.sample_id for s in samples}
         merged_ids = {s.sample_id for s in merged.by_split[split]}
         assert old_ids <= merged_ids, f"{split} lost a sample"
         assert all(i.startswith("inflow_") and split_of(i) == split for i in merged_ids - old_ids)
-    assert merged.inflow == 20 and "inflow_copy" not in {s.sample_id for v in merged.by_split.values() for s in v}
-    duplicate = next(row for row in merged.report if row["outcome"] == "duplicate")
+    taken = {s.sample_id for v in merged.by_split.values() for s in v}
+    assert merged.inflow == 20 and not {"inflow_copy", "inflow_resent"} & taken
+    near = next(row for row in merged.report if row["file"] == "inflow/images/inflow_resent.jpg")
+    assert near["outcome"] == "duplicate" and near["reasons"][0].startswith(f"near_duplicate_of: {test_id} (")
+    duplicate = next(row for row in merged.report if row["file"] == "inflow/images/inflow_copy.jpg")
     assert duplicate == {
         "file": "inflow/images/inflow_copy.jpg",
         "outcome": "duplicate",

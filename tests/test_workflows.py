@@ -312,3 +312,44 @@ def test_cluster_settings_naming_an_unknown_stage_are_refused():
     misspelled = cluster.model_copy(update={"resources": {**cluster.resources, "trian": cluster.resources["default"]}})
     with pytest.raises(ClusterConfigError, match=r"cluster.resources.trian: dvc.yaml has no stage 'trian'"):
         build_pipeline(stage_graph(REPO_ROOT), params.model_copy(update={"cluster": misspelled}))
+
+
+def test_the_retrain_schedule_renders_for_a_build_and_otherwise_stays_suspended():
+    """`make schedule REF=...`: the CronWorkflow runs mlcore-retrain with that build's revision and image digest;
+    the committed one (no build) is suspended. Both pass Argo's schema and CRD."""
+    from workflows.retrain import RETRAIN, build_cron
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    committed = yaml.safe_load((REPO_ROOT / "argo" / "retrain-cron.yaml").read_text())
+    rendered = yaml.safe_load(build_cron(params, "a" * 40, "sha256:" + "b" * 64).to_yaml())
+    for cron in (committed, rendered):
+        assert not argo_schema.problems(cron)
+        assert cron["spec"]["workflowSpec"]["workflowTemplateRef"] == {"name": RETRAIN}
+        assert cron["spec"]["schedules"] == [params.cluster.retrain_schedule] and cron["spec"]["timezone"] == "UTC"
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert committed["spec"]["suspend"] is True and rendered["spec"]["suspend"] is False
+    arguments = {p["name"]: p["value"] for p in rendered["spec"]["workflowSpec"]["arguments"]["parameters"]}
+    assert arguments == {"revision": "a" * 40, "image-digest": "sha256:" + "b" * 64}
+    template = yaml.safe_load((REPO_ROOT / "argo" / "retrain.yaml").read_text())["spec"]
+    assert template["synchronization"] == {"mutexes": [{"name": RETRAIN}]}  # cron, sensor and manual runs queue
+    (pipeline,) = [t for t in template["templates"] if t["name"] == "pipeline"]
+    child = yaml.safe_load(pipeline["resource"]["manifest"])
+    assert pipeline["resource"]["action"] == "apply" and child["metadata"]["name"] == "{{workflow.name}}-pipeline"
+    assert child["spec"]["workflowTemplateRef"] == {"name": "mlcore-pipeline"}  # the controller's Strict rule
+    pipeline_parameters = {p["name"] for p in yaml.safe_load(MANIFEST.read_text())["spec"]["arguments"]["parameters"]}
+    assert {p["name"] for p in child["spec"]["arguments"]["parameters"]} <= pipeline_parameters
+    required = {p["name"] for p in template["arguments"]["parameters"] if "value" not in p}
+    assert required == set(arguments), "a run of the schedule must set every parameter without a default"
+
+
+def test_the_sensor_submits_retrains_of_the_scheduled_build():
+    """Argo's server refuses a Workflow that leaves a parameter without a value: the sensor gets the build's."""
+    from workflows.retrain import build_parameters, sensor_for
+
+    sensor = sensor_for(build_parameters("a" * 40, "sha256:" + "b" * 64), REPO_ROOT / "cluster-conf/events/sensor.yaml")
+    (trigger,) = sensor["spec"]["triggers"]
+    workflow = trigger["template"]["argoWorkflow"]["source"]["resource"]
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "mlcore-retrain"}
+    assert {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]} == {
+        "revision": "a" * 40, "image-digest": "sha256:" + "b" * 64,
+    }  # fmt: skip

@@ -8,15 +8,17 @@ pins, dvc.lock and provenance, tags the next version and assigns it prod only if
 and is not worse than the champion (and deploys it when asked). Runs are serialized by a workflow-level mutex
 (cron, Argo Events' sensor in cluster-conf/events and manual submissions alike) and the cron's Forbid policy.
 
-`python -m workflows.retrain REF [--image-digest sha256:...]` (`make schedule REF=...`) prints the CronWorkflow
-for the image built at REF, for `kubectl apply -f -`; argo/retrain-cron.yaml is the same, suspended and with
-no image, so that applying cluster-conf never starts runs of an unknown build.
+`python -m workflows.retrain REF [--image-digest sha256:...] [--events]` (`make schedule REF=... [EVENTS=1]`)
+prints the CronWorkflow for the image built at REF (and Argo Events' Sensor of cluster-conf/events, whose
+Workflows need the same build), for `kubectl apply -f -`; argo/retrain-cron.yaml is the same, suspended and
+with no image (Argo CD does not sync it), so that nothing starts runs of an unknown build.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 from hera.workflows import DAG, CronWorkflow, Parameter, Resource
@@ -28,7 +30,7 @@ from workflows.pipeline import NAMESPACE, OUTPUTS, PIPELINE, git_token, render, 
 
 RETRAIN = "mlcore-retrain"
 RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
-WAIT = "4h"  # at most this long for the pipeline run; its own deadline is params.yaml cluster.deadline_hours
+MARGIN_HOURS = 1  # the retrain waits this much longer than its pipeline run may take, and lives this much longer
 # What the retrain passes on to its pipeline run unchanged
 FORWARDED = ("revision", "image-digest", "s3-endpoint", "s3-bucket", "s3-prefix", "deploy", "serving-url",
              "feedback-url")  # fmt: skip
@@ -65,6 +67,8 @@ def build_retrain(params: Params):
     ]) as template:  # fmt: skip
         template.service_account_name = RETRAIN_ACCOUNT
         template.synchronization = m.Synchronization(mutexes=[m.Mutex(name=RETRAIN)])
+        # the mutex is held until the pipeline run ends: the retrain outlives the run's own deadline
+        template.active_deadline_seconds = int((cluster.deadline_hours + 2 * MARGIN_HOURS) * 3600)
         snapshot = task_container(
             "snapshot",
             ["snapshot", "--revision", "{{workflow.parameters.revision}}", "--git-remote", cluster.git_remote],
@@ -83,7 +87,8 @@ def build_retrain(params: Params):
             success_condition="status.phase == Succeeded",
             failure_condition="status.phase in (Failed, Error)",
             inputs=[Parameter(name="pins"), Parameter(name="version")],
-            timeout=WAIT,
+            timeout=f"{int((cluster.deadline_hours + MARGIN_HOURS) * 3600)}s",
+            set_owner_reference=True,  # deleting the retrain deletes its run; a run never outlives its retrain
             retry_strategy=pods.retry_strategy(cluster),
         )
         with DAG(name="dag"):
@@ -98,9 +103,13 @@ def build_retrain(params: Params):
     return template
 
 
+def build_parameters(revision: str, image_digest: str) -> list[Parameter]:
+    return [Parameter(name="revision", value=revision), Parameter(name="image-digest", value=image_digest)]
+
+
 def build_cron(params: Params, revision: str = "", image_digest: str = "") -> CronWorkflow:
     """Unless given a build (revision and its image's digest), suspended: it cannot run without one."""
-    arguments = [Parameter(name="revision", value=revision), Parameter(name="image-digest", value=image_digest)]
+    arguments = build_parameters(revision, image_digest)
     return CronWorkflow(
         name=RETRAIN,
         namespace=NAMESPACE,
@@ -117,6 +126,18 @@ def build_cron(params: Params, revision: str = "", image_digest: str = "") -> Cr
     )
 
 
+SENSOR = Path("cluster-conf/events/sensor.yaml")
+
+
+def sensor_for(build: list[Parameter], sensor_path: Path = SENSOR) -> dict:
+    """cluster-conf/events' Sensor with the build's revision and image digest in the Workflow it submits."""
+    sensor = yaml.safe_load(sensor_path.read_text())
+    for trigger in sensor["spec"]["triggers"]:
+        workflow = trigger["template"]["argoWorkflow"]["source"]["resource"]
+        workflow["spec"]["arguments"] = {"parameters": [{"name": p.name, "value": p.value} for p in build]}
+    return sensor
+
+
 def generate(params: Params) -> dict[str, str]:
     return {"retrain.yaml": render(build_retrain(params)), "retrain-cron.yaml": render(build_cron(params))}
 
@@ -127,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref", help="the commit (or branch, tag) whose image the schedule runs")
     parser.add_argument("--image-digest", help="sha256:... of the image built at REF (default: asked of the registry)")
+    parser.add_argument("--events", action="store_true", help=f"also {SENSOR} for that build (Argo Events)")
     arguments = parser.parse_args()
     params = load_params()
     try:
@@ -135,6 +157,9 @@ def main() -> None:
     except SubmitError as exc:
         sys.exit(f"error: {exc}")
     print(build_cron(params, commit, digest).to_yaml(), end="")
+    if arguments.events:
+        print("---")
+        print(yaml.safe_dump(sensor_for(build_parameters(commit, digest)), sort_keys=False), end="")
 
 
 if __name__ == "__main__":

@@ -261,12 +261,14 @@ def publish(
     emit("storage-uri", publish_release(entries, model_name))
     for path in (str(LOCK), str(PROVENANCE)):
         emit_report(path)
+    if push and not remote:
+        sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
+    if push and release:
+        fetch_registry(remote)
     promoted = not promote or _may_replace_prod()
     emit("deploy", "true" if deploy and promoted else "false")
     if not push:
         return
-    if not remote:
-        sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
     _run("git", "checkout", "-q", "-B", branch)
     _run("git", "add", *sorted(RECORD_FILES))
     identity = ["-c", "user.name=mlcore workflow", "-c", "user.email=mlcore-workflow@users.noreply.local"]
@@ -280,13 +282,21 @@ def publish(
         subprocess.run([sys.executable, "-m", "mlcore.ops.release", release, *stage], check=True, env=env)
         refspecs.append(f"refs/tags/model@{release}")
         refspecs += [f"refs/tags/{tag}" for tag in _run("git", "tag", "--points-at", "HEAD", "model#*").split()]
-    _git_authenticated(remote, "push", remote, *refspecs)
+    _git_authenticated(remote, "push", "--atomic", remote, *refspecs)
     print(f"pushed {', '.join(refspecs)} to {remote}")
 
 
 def _may_replace_prod() -> bool:
-    """The release record's decision (the compare stage): may this model replace the one in prod?"""
+    """The release record's decision (the compare stage), if the model it was compared with is still in prod: a
+    rollback or another promotion since the snapshot voids the comparison."""
+    from mlcore.ops.registry import prod_version
+    from mlcore.pins import load_pins
+
     record = json.loads(Path(RELEASE, "release.json").read_text())
+    compared, now = load_pins().champion.version, prod_version()
+    if compared != now:
+        print(f"not promoted: it was compared with {compared or 'no model'} in prod, and prod is now {now or 'empty'}")
+        return False
     print(f"{'promote' if record['promote'] else 'not promoted'}: {record['decision']}")
     return record["promote"]
 
@@ -308,15 +318,24 @@ def snapshot(remote: str) -> None:
     from mlcore.ops.snapshot import latest_pins, next_pins
     from mlcore.params import load_params
 
-    _git_authenticated(remote, "fetch", "--quiet", "--no-tags", remote, "+refs/tags/model*:refs/tags/model*",
-                       "+refs/heads/mlcore/runs/*:refs/remotes/runs/*")  # fmt: skip
+    fetch_registry(remote, "+refs/heads/mlcore/runs/*:refs/remotes/runs/*")
     refs = _run("git", "for-each-ref", "--format=%(refname)", "refs/remotes/runs", "refs/tags").split()
     inflow = load_params().inflow
     planned = next_pins(inflow, latest_pins(["HEAD", *refs]))
     print(planned.describe(inflow))
+    proceed = planned.worth_a_run(inflow)
+    if proceed:
+        planned.pin_listing()
     emit("pins", planned.pins.model_dump_json())
-    emit("proceed", "true" if planned.worth_a_run(inflow) else "false")
+    emit("proceed", "true" if proceed else "false")
     emit("version", next_version())
+
+
+def fetch_registry(remote: str, *refspecs: str) -> None:
+    """The repository's model tags (GTO's registry) as they are now, replacing the image's own stale ones: GTO
+    numbers a new assignment after the highest tag it sees."""
+    _git_authenticated(remote, "fetch", "--quiet", "--prune", "--no-tags", remote,
+                       "+refs/tags/model*:refs/tags/model*", *refspecs)  # fmt: skip
 
 
 def verify(entries: dict[str, dict], revision: str) -> None:

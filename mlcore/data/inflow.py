@@ -27,12 +27,12 @@ ID_PREFIX = "inflow_"
 
 @dataclass(frozen=True)
 class Listed:
-    """One object of a bucket listing."""
+    """One object of a bucket listing (a stored listing keeps no times: they are not what is pinned)."""
 
     key: str
     size: int
     etag: str
-    modified: datetime.datetime
+    modified: datetime.datetime | None = None
 
 
 def sample_key(key: str) -> tuple[str, str, str] | None:
@@ -55,23 +55,35 @@ def before(listing: list[Listed], cutoff: datetime.datetime) -> list[Listed]:
     return [item for item in listing if item.modified < cutoff]
 
 
+def listing_text(listing: list[Listed]) -> str:
+    """The sorted (key, size, ETag) lines that pin a snapshot: stored as they are, named by their sha256."""
+    return "".join(f"{item.key}\t{item.size}\t{item.etag}\n" for item in sorted(listing, key=lambda i: i.key))
+
+
 def listing_digest(listing: list[Listed]) -> str:
-    """sha256 of the sorted (key, size, ETag) lines: another object, or one changed, gives another digest."""
-    lines = "".join(f"{item.key}\t{item.size}\t{item.etag}\n" for item in sorted(listing, key=lambda i: i.key))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    """sha256 of the listing's lines: another object, or one changed, gives another digest."""
+    return hashlib.sha256(listing_text(listing).encode()).hexdigest()
 
 
-def new_images(listing: list[Listed], since: datetime.datetime | None) -> list[Listed]:
-    """Images last modified at or after `since` (all of them when there is no earlier snapshot)."""
+def parse_listing(text: str) -> list[Listed]:
+    rows = (line.split("\t") for line in text.splitlines())
+    return [Listed(key, int(size), etag) for key, size, etag in rows]
+
+
+def new_images(listing: list[Listed], previous: list[Listed]) -> list[Listed]:
+    """Images of `listing` that the previous snapshot's listing did not hold as they are (a resend of the same
+    bytes is not new; a replaced file is)."""
+    held = {(item.key, item.etag) for item in previous}
     images = [item for item in listing if (sample_key(item.key) or ("", "", ""))[1] == "image"]
-    return [item for item in images if since is None or item.modified >= since]
+    return [item for item in images if (item.key, item.etag) not in held]
 
 
 @dataclass
 class Snapshot:
-    """What a snapshot took and, for every other object, why not."""
+    """What a snapshot took and, for every other object, why not; `write(relative path, bytes)` stores a file of
+    it (into the stage's staging folder), so no more than one sample is held in memory."""
 
-    files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes, to write into the snapshot
+    write: Callable[[str, bytes], None]
     samples: list[dict] = field(default_factory=list)
     duplicates: list[dict] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
@@ -101,9 +113,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def take(listing: list[Listed], read: Callable[[Listed], bytes]) -> Snapshot:
+def take(listing: list[Listed], read: Callable[[Listed], bytes], write: Callable[[str, bytes], None]) -> Snapshot:
     """Read every image and its trimap, check them as prepare does, keep the first of equal images (by key)."""
-    snapshot = Snapshot()
+    snapshot = Snapshot(write)
     objects = sample_objects(listing)
     images = [item for item in objects if sample_key(item.key)[1] == "image"]
     trimaps = {(p, i): item for item in objects for p, kind, i in [sample_key(item.key)] if kind == "trimap"}
@@ -137,8 +149,8 @@ def take(listing: list[Listed], read: Callable[[Listed], bytes]) -> Snapshot:
             }
             kept[digest] = row
             snapshot.samples.append(row)
-            snapshot.files[f"{IMAGES}/{row['id']}.jpg"] = image_bytes
-            snapshot.files[f"{TRIMAPS}/{row['id']}.png"] = trimap_bytes
+            write(f"{IMAGES}/{row['id']}.jpg", image_bytes)
+            write(f"{TRIMAPS}/{row['id']}.png", trimap_bytes)
     for trimap in sorted(trimaps.values(), key=lambda item: item.key):
         _quarantine(snapshot, None, trimap, None, read(trimap), "missing_image: a trimap without an image")
     return snapshot
@@ -157,7 +169,7 @@ def _quarantine(
     for name, item, data in (("image", image, image_bytes), ("trimap", trimap, trimap_bytes)):
         if item is not None:
             row[f"{name}_file"] = f"{QUARANTINE}/{_sha256(data)[:16]}{PurePosixPath(item.key).suffix}"
-            snapshot.files[row[f"{name}_file"]] = data
+            snapshot.write(row[f"{name}_file"], data)
     snapshot.quarantined.append(row)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mlcore import drift
 from mlcore.data.inflow import InflowSample
@@ -38,18 +39,21 @@ class Collected:
     def quarantined(self) -> int:
         return sum(row["outcome"] == "quarantined" for row in self.report)
 
-    def add(self, sample_id: str, file: str, image_bytes: bytes, trimap_bytes: bytes | None, image_size: int) -> bool:
-        """Check, convert and resize one sample into its split; False (and a report row) if quarantined."""
-        checked = check_sample(sample_id, image_bytes, trimap_bytes)
+    def convert(self, sample_id: str, file: str, image: bytes, trimap: bytes | None, image_size: int) -> Sample | None:
+        """Check, convert and resize one sample; None (and a report row) if quarantined."""
+        checked = check_sample(sample_id, image, trimap)
         if checked.rejection is not None:
             reasons = [*checked.conversions, checked.rejection]
             self.report.append({"file": file, "outcome": "quarantined", "reasons": reasons})
-            return False
+            return None
         if checked.conversions:
             self.report.append({"file": file, "outcome": "converted", "reasons": checked.conversions})
-        image, labels = resize_pair(checked.image, checked.trimap, image_size)
-        self.by_split[split_of(sample_id)].append(Sample(sample_id, image, labels, max(checked.image.size)))
-        return True
+        pixels, labels = resize_pair(checked.image, checked.trimap, image_size)
+        return Sample(sample_id, pixels, labels, max(checked.image.size))
+
+    def add(self, sample: Sample | None) -> None:
+        if sample is not None:
+            self.by_split[split_of(sample.sample_id)].append(sample)
 
     def summary(self) -> dict:
         outcomes = Counter(reason.split(":")[0] for row in self.report for reason in row["reasons"])
@@ -59,15 +63,16 @@ class Collected:
             "quarantined": self.quarantined,
             "converted": sum(row["outcome"] == "converted" for row in self.report),
             "inflow": self.inflow,
-            "inflow_duplicates_of_oxford": sum(row["outcome"] == "duplicate" for row in self.report),
+            "inflow_duplicates": sum(row["outcome"] == "duplicate" for row in self.report),
             "by_reason": dict(sorted(outcomes.items())),
         }
 
 
 def collect(raw_dir: Path, image_size: int, inflow: Iterable[InflowSample] = ()) -> Collected:
     """Check, convert and resize every image, the Oxford archives' then the inflow's; each split's samples are
-    sorted by id. An inflow image byte-identical to an Oxford one is left out (reported as a duplicate): it is
-    already in its split."""
+    sorted by id. An inflow image that is an Oxford one or an earlier inflow one, byte for byte or once resized
+    (feedback re-encodes what it is sent), is left out and reported as a duplicate: it is already in its split,
+    and a test image sent back as feedback must not come back as a training sample."""
     annotations = read_annotations(raw_dir / ANNOTATIONS_ARCHIVE)
     collected = Collected()
     found = set()
@@ -77,7 +82,7 @@ def collect(raw_dir: Path, image_size: int, inflow: Iterable[InflowSample] = ())
         found.add(sample_id)
         oxford_images.setdefault(hashlib.sha256(image_bytes).hexdigest(), sample_id)
         file = f"images/{sample_id}.jpg"
-        collected.add(sample_id, file, image_bytes, annotations.trimaps.get(sample_id), image_size)
+        collected.add(collected.convert(sample_id, file, image_bytes, annotations.trimaps.get(sample_id), image_size))
     # samples the annotations promise but the images archive lacks: quarantined, and counted as seen
     for sample_id in sorted(annotations.samples.keys() - found):
         collected.seen += 1
@@ -97,16 +102,59 @@ def collect(raw_dir: Path, image_size: int, inflow: Iterable[InflowSample] = ())
                 "reasons": ["missing_image: a trimap without an image"],
             }
         )
-    for sample in inflow:
-        file = f"inflow/images/{sample.sample_id}.jpg"
-        if (same := oxford_images.get(sample.image_sha256)) is not None:
+    known = Fingerprints([sample for samples in collected.by_split.values() for sample in samples])
+    for inflow_sample in inflow:
+        file = f"inflow/images/{inflow_sample.sample_id}.jpg"
+        if (same := oxford_images.get(inflow_sample.image_sha256)) is not None:
             collected.report.append({"file": file, "outcome": "duplicate", "reasons": [f"duplicate_of: {same}"]})
-        elif collected.add(sample.sample_id, file, sample.image, sample.trimap, image_size):
-            collected.inflow += 1
+            continue
+        sample = collected.convert(inflow_sample.sample_id, file, inflow_sample.image, inflow_sample.trimap, image_size)
+        if sample is None:
+            continue
+        if (near := known.nearest(sample)) is not None:
+            collected.report.append({"file": file, "outcome": "duplicate", "reasons": [f"near_duplicate_of: {near}"]})
+            continue
+        known.add(sample)
+        collected.add(sample)
+        collected.inflow += 1
     for samples in collected.by_split.values():
         samples.sort(key=lambda sample: sample.sample_id)
     collected.report.sort(key=lambda row: row["file"])
     return collected
+
+
+FINGERPRINT_SIDE = 16  # a difference hash of 16 x 16 bits
+NEAR_DUPLICATE_BITS = 32  # measured on the sample data: JPEG re-encoding flips at most 17, other images 52 or more
+
+
+def fingerprint(pixels: np.ndarray) -> np.ndarray:
+    """A difference hash of the resized image (packed bits): near-identical images have near-identical hashes."""
+    side = FINGERPRINT_SIDE
+    gray = Image.fromarray(pixels).convert("L").resize((side + 1, side), Image.Resampling.BILINEAR)
+    values = np.asarray(gray, np.int16)
+    return np.packbits(values[:, 1:] > values[:, :-1])
+
+
+class Fingerprints:
+    """The samples taken so far, to find an image's near duplicate among them."""
+
+    def __init__(self, samples: list[Sample]):
+        self.ids = [sample.sample_id for sample in samples]
+        self.hashes = np.array([fingerprint(sample.image) for sample in samples], np.uint8).reshape(len(samples), -1)
+
+    def nearest(self, sample: Sample) -> str | None:
+        """The id of a taken sample within NEAR_DUPLICATE_BITS of this one's fingerprint (the closest), or None."""
+        if not self.ids:
+            return None
+        distances = np.unpackbits(self.hashes ^ fingerprint(sample.image), axis=1).sum(axis=1)
+        closest = int(distances.argmin())
+        if distances[closest] > NEAR_DUPLICATE_BITS:
+            return None
+        return f"{self.ids[closest]} ({distances[closest]} of {FINGERPRINT_SIDE**2} bits differ)"
+
+    def add(self, sample: Sample) -> None:
+        self.ids.append(sample.sample_id)
+        self.hashes = np.vstack([self.hashes, fingerprint(sample.image)[None]])
 
 
 def class_pixel_frequencies(samples: list[Sample]) -> dict[str, float]:

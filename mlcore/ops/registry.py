@@ -7,6 +7,7 @@ the current one; `python -m mlcore.ops.registry show`: which version is in prod.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from mlcore.stages.paths import CALIBRATOR_PATH, MODEL_PATH
 
 ARTIFACT = "model"
 PROD = "prod"
+VERSION_TAG = re.compile(rf"{ARTIFACT}@v(\d+)\.(\d+)\.(\d+)")
 
 
 class RegistryError(RuntimeError):
@@ -36,13 +38,13 @@ def prod_version(repo: Path = Path(".")) -> str | None:
 
 
 def next_version(repo: Path = Path(".")) -> str:
-    """The latest registered version with its minor number bumped (v0.1.0 -> v0.2.0); v0.1.0 for the first."""
-    from gto.api import find_latest_version
-
-    latest = find_latest_version(str(repo), ARTIFACT)
-    if latest is None:
+    """The highest version ever registered (deregistered ones too: their tags stay) with its minor number bumped
+    (v0.1.0 -> v0.2.0); v0.1.0 for the first."""
+    tags = _git(repo, "tag", "--list", f"{ARTIFACT}@v*").split()
+    versions = [tuple(int(n) for n in match.groups()) for tag in tags if (match := VERSION_TAG.fullmatch(tag))]
+    if not versions:
         return "v0.1.0"
-    major, minor, _ = (int(part) for part in latest.version.removeprefix("v").split("."))
+    major, minor, _ = max(versions)
     return f"v{major}.{minor + 1}.0"
 
 

@@ -4,7 +4,8 @@
    than inflow.min_new_samples new images, stop there and change nothing.
 2. `dvc repro`: the inflow stage snapshots exactly the pinned objects, prepare merges them, the search, training,
    calibration and evaluation run, compare scores the champion on the same test split, release exports.
-3. Record the run: provenance, push to the DVC remote, commit pins.yaml, dvc.lock and the provenance record.
+3. Record the run: provenance, push to the DVC remote, commit pins.yaml, dvc.lock and the provenance record
+   (and the .gitignore entries DVC added for new outputs). Whatever fails before the commit is undone.
 4. Promote when the release gate passed and the challenger is not worse than the champion beyond
    release.champion.tolerance: register the next version and assign it prod. A failed gate records nothing (the
    samples stay new); a challenger worse than the champion is committed, not promoted.
@@ -34,7 +35,7 @@ from mlcore.params import load_params
 from mlcore.pins import load_pins, write_pins
 from mlcore.provenance import uncommitted_files
 from mlcore.stages.compare import COMPARE_PATH
-from mlcore.stages.paths import INFLOW_DIR, PREPARED_DIR, PROVENANCE_PATH, RELEASE_DIR
+from mlcore.stages.paths import INFLOW_DIR, PREPARED_DIR, PROVENANCE_PATH
 
 RECORDED = ["pins.yaml", "dvc.lock", str(PROVENANCE_PATH)]
 LOG_DIR = Path("logs")
@@ -59,9 +60,14 @@ def _step(*command: str, log: Path) -> None:
 
 
 def _discard_run(log: Path) -> None:
-    """Back to the committed pins and lock, and the outputs they name."""
-    _step("git", "checkout", "--", "pins.yaml", "dvc.lock", log=log)
-    _step(sys.executable, "-m", "dvc", "checkout", "--force", log=log)
+    """Back to the committed pins, lock and .gitignore files, and the outputs they name."""
+    _run("git", "checkout", "--", "pins.yaml", "dvc.lock", *_ignore_files(), log=log)
+    _run(sys.executable, "-m", "dvc", "checkout", "--force", log=log)
+
+
+def _ignore_files() -> list[str]:
+    """The .gitignore files DVC changed (it lists each new output in the one beside it)."""
+    return [path for path in uncommitted_files() if path.endswith(".gitignore")]
 
 
 def retrain(log: Path) -> dict:
@@ -74,22 +80,29 @@ def retrain(log: Path) -> dict:
     outcome = {"plan": planned.describe(params.inflow), "champion": planned.pins.champion.version}
     if not planned.worth_a_run(params.inflow):
         return {**outcome, "verdict": "nothing to do: too few new samples; nothing changed"}
+    planned.pin_listing()
     write_pins(planned.pins)
-    repro = _run(sys.executable, "-m", "dvc", "repro", log=log)
-    if repro.returncode != 0:
-        gate_failed = "release gate failed" in log.read_text()
-        _discard_run(log)
-        if not gate_failed:
-            raise RetrainFailed(f"`dvc repro` failed; its output is in {log}; pins.yaml and dvc.lock are as committed")
-        return {**outcome, **_results(), "verdict": "REFUSED by the release gate (see the log); nothing recorded, "
-                "the samples stay new"}  # fmt: skip
-    _step(sys.executable, "-m", "mlcore.stages.provenance", log=log)
-    _step(sys.executable, "-m", "mlcore.ops.remote", "check", log=log)
-    _step(sys.executable, "-m", "dvc", "push", "--run-cache", log=log)
-    results = _results()
-    decision = "promote" if results["promote"] else "keep the champion"
-    _step("git", "add", *RECORDED, log=log)
-    _step("git", "commit", "-q", "-m", f"retrain: {results['taken']} new sample(s), {decision}", log=log)
+    committed = False
+    try:
+        repro = _run(sys.executable, "-m", "dvc", "repro", log=log)
+        if repro.returncode != 0:
+            if "release gate failed" not in log.read_text():
+                raise RetrainFailed(f"`dvc repro` failed; its output is in {log}; nothing was recorded")
+            return {**outcome, **_results(), "verdict": "REFUSED by the release gate (see the log); nothing "
+                    "recorded, the samples stay new"}  # fmt: skip
+        _step(sys.executable, "-m", "mlcore.stages.provenance", log=log)
+        _step(sys.executable, "-m", "mlcore.ops.remote", "check", log=log)
+        _step(sys.executable, "-m", "dvc", "push", "--run-cache", log=log)
+        results = _results()
+        decision = "promote" if results["promote"] else "keep the champion"
+        recorded = [*RECORDED, *_ignore_files()]
+        _step("git", "add", *recorded, log=log)
+        _step("git", "commit", "-q", "-m", f"retrain: {results['taken']} new sample(s), {decision}", "--",
+              *recorded, log=log)  # fmt: skip
+        committed = True
+    finally:
+        if not committed:
+            _discard_run(log)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     outcome = {**outcome, **results, "commit": commit}
     if not results["promote"]:
@@ -99,7 +112,8 @@ def retrain(log: Path) -> dict:
         register(version, PROD)
     except ReleaseRefused as exc:
         raise RetrainFailed(f"committed {commit[:12]} but could not register it: {exc}") from exc
-    return {**outcome, "verdict": f"PROMOTED: {results['reason']}; {ARTIFACT}@{version} is in {PROD}"}
+    return {**outcome, "verdict": f"PROMOTED: {results['reason']}; {ARTIFACT}@{version} is in {PROD} "
+            "(`git push --tags` shares it)"}  # fmt: skip
 
 
 def _results() -> dict:
@@ -115,8 +129,6 @@ def _results() -> dict:
     if COMPARE_PATH.exists():
         comparison = json.loads(COMPARE_PATH.read_text())
         results |= {key: comparison[key] for key in ("metric", "challenger", "champion", "promote", "reason")}
-    if (RELEASE_DIR / "release.json").exists():
-        results["release_promote"] = json.loads((RELEASE_DIR / "release.json").read_text())["promote"]
     return results
 
 
