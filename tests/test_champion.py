@@ -32,6 +32,14 @@ def test_the_challenger_may_not_be_worse_than_the_champion_beyond_the_tolerance(
     assert decide("calibrated.ece", 0.01, metrics(0.7, ece=0.03), metrics(0.7, ece=0.05), "v1.0.0").promote
 
 
+def test_an_empty_registry_has_no_champion_and_starts_at_v0_1_0(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "first")
+    assert registry.prod_versions() == [] and registry.champion().version is None
+    assert registry.next_version() == "v0.1.0"
+
+
 @pytest.fixture()
 def repository(tmp_path, monkeypatch):
     """A git repository with two model versions, each committed with a dvc.lock naming its model's md5."""

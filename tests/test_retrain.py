@@ -85,6 +85,7 @@ def test_retrain_loop_ingests_promotes_replays_and_rolls_back(tiny_release: Rele
             stored, refused = _send_traffic_and_feedback(url, (root / ".cache/feedback-token").read_text().strip())
             _drop_files(client, remote.bucket)
             head = git(root, "rev-parse", "HEAD").strip()
+            time.sleep(1.1)  # S3 times have whole seconds, and inflow.settle_s is 0 here: let the last upload settle
             first = sh("python", "-m", "mlcore.ops.retrain", "--drift", f"http://127.0.0.1:{port}/metrics").stdout
         finally:
             server.kill()

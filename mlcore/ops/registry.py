@@ -77,8 +77,13 @@ def champion(repo: Path = Path(".")) -> ChampionPin:
 def prod_versions(repo: Path = Path(".")) -> list[str]:
     """Every version whose prod assignment stands, highest first: GTO serves the highest (SemVer) of them."""
     from gto.api import find_versions_in_stage
+    from gto.exceptions import ArtifactNotFound
 
-    return [found.version for found in find_versions_in_stage(str(repo), ARTIFACT, PROD, versions_per_stage=-1)]
+    try:
+        found = find_versions_in_stage(str(repo), ARTIFACT, PROD, versions_per_stage=-1)
+    except ArtifactNotFound:  # no version registered yet
+        return []
+    return [version.version for version in found]
 
 
 def rollback(repo: Path = Path(".")) -> tuple[str, str]:
