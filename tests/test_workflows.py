@@ -240,7 +240,8 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
     assert "promote: " in child["publish"].log and child["deploy"].skipped  # deploy was not asked for
     tagged = yaml.safe_load(git(origin, "show", "model@v0.2.0:pins.yaml"))
     assert tagged == pins  # the snapshot the run took, committed with its dvc.lock
-    prod = git(origin, "tag", "--points-at", "model@v0.2.0", "model#prod#*").split()
+    assert git(origin, "tag", "--points-at", "model@v0.1.0^{commit}", "model#prod#*").split() == ["model#prod#1"]
+    prod = git(origin, "tag", "--points-at", "model@v0.2.0^{commit}", "model#prod#*").split()
     assert prod == ["model#prod#2"], "the challenger was not assigned prod"
     snapshot = json.loads(git(origin, "show", "model@v0.2.0:models/provenance.json"))["pins"]
     assert snapshot == pins
