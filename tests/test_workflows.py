@@ -2,6 +2,7 @@
 executing every task's own command locally against a real S3 server (tests/argo_local.py)."""
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -288,6 +289,7 @@ def run_retrains(project: Path, tmp_path: Path, client, secrets: dict, kserve: K
     idle = retrain("retrain-idle")
     drop_inflow(client, "mlcore", "inflow", 12, seed=77)
     client.put_object(Bucket="mlcore", Key="inflow/images/broken_1.jpg", Body=b"not a JPEG")
+    time.sleep(1.1)  # S3 times have whole seconds, and inflow.settle_s is 0 here: let the last upload settle
     return idle, retrain("retrain-active"), pipeline_runs
 
 
