@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -42,6 +43,12 @@ def atomic_file(target: Path) -> Iterator[Path]:
         os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def file_hexdigest(path: Path, algorithm: str = "sha256") -> str:
+    """The file's digest, read in blocks (archives and models need not fit in memory)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:

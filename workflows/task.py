@@ -46,6 +46,7 @@ from mlcore.ops.registry import PROD
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
 from mlcore.pins import DEFAULT_PINS_PATH, Pins, write_pins
 from mlcore.stages.paths import BEST_PATH
+from mlcore.storage.s3 import S3Prefix
 
 LOCK = Path("dvc.lock")
 PROVENANCE = Path("models/provenance.json")
@@ -131,11 +132,10 @@ def checkout_tag(tag: str, remote: str) -> None:
 def configure_remote(work_prefix: str = "") -> None:
     """The remote from MLCORE_S3_* variables; keys stay in AWS_* variables, never in a file. With a work
     prefix, outputs go there and the production prefix stays readable as remote `production`."""
-    bucket, prefix = os.environ["MLCORE_S3_BUCKET"], os.environ.get("MLCORE_S3_PREFIX", "dvcstore")
-    endpoint = os.environ.get("MLCORE_S3_ENDPOINT") or None
+    location = S3Prefix.from_environment()
     if work_prefix:
-        write_remote(f"s3://{bucket}/{prefix}", endpoint, name=PRODUCTION_REMOTE, default=False)
-    write_remote(f"s3://{bucket}/{work_prefix or prefix}", endpoint)
+        write_remote(location.url, location.endpoint, name=PRODUCTION_REMOTE, default=False)
+    write_remote(f"s3://{location.bucket}/{work_prefix or location.prefix}", location.endpoint)
 
 
 def read_lock() -> dict:
@@ -222,8 +222,6 @@ def _git_authenticated(remote: str, *args: str) -> None:
 
 def upload(files: dict[str, Path], url: str) -> None:
     """Copy files to s3://bucket/prefix/<name> as plain objects (what KServe's storage initializer reads)."""
-    from mlcore.storage.s3 import S3Prefix
-
     location = S3Prefix.parse(url, os.environ.get("MLCORE_S3_ENDPOINT") or None, "serving location")
     client = location.client()
     for name, path in sorted(files.items()):

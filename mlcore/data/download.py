@@ -7,7 +7,6 @@ a forced re-run reuses the verified file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -17,8 +16,9 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from mlcore.io import file_hexdigest
+
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 1 << 20
 NETWORK_CHUNK_BYTES = 1 << 16  # small, so a dropped connection loses little of what arrived
 
 
@@ -28,14 +28,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumMismatch(DownloadError):
     """The bytes received are not the pinned archive; nothing is kept."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stream(url: str, part: Path, timeout_s: float) -> None:
@@ -66,7 +58,7 @@ def fetch_verified(url: str, sha256: str, cache_dir: Path, retries: int, timeout
     """Return a cached file whose sha256 is `sha256`, downloading (and resuming) as needed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     final = cache_dir / sha256
-    if final.exists() and sha256_file(final) == sha256:
+    if final.exists() and file_hexdigest(final) == sha256:
         log.info("%s: using verified copy in %s", url, final)
         return final
     part = cache_dir / f"{sha256}.part"
@@ -83,7 +75,7 @@ def fetch_verified(url: str, sha256: str, cache_dir: Path, retries: int, timeout
             delay = backoff_s * 2**attempt
             log.warning("%s: %s; retry %d/%d in %.1fs", url, exc, attempt + 1, retries, delay)
             time.sleep(delay)
-    got = sha256_file(part)
+    got = file_hexdigest(part)
     if got != sha256:
         part.unlink()
         raise ChecksumMismatch(

@@ -46,6 +46,12 @@ def sample_key(key: str) -> tuple[str, str, str] | None:
     return None
 
 
+def kind_of(key: str) -> str | None:
+    """'image', 'trimap', or None for an object that is not a sample's."""
+    found = sample_key(key)
+    return found[1] if found else None
+
+
 def sample_objects(listing: list[Listed]) -> list[Listed]:
     """The images and trimaps of a listing, by key."""
     return sorted((item for item in listing if sample_key(item.key)), key=lambda item: item.key)
@@ -74,8 +80,7 @@ def new_images(listing: list[Listed], previous: list[Listed]) -> list[Listed]:
     """Images of `listing` that the previous snapshot's listing did not hold as they are (a resend of the same
     bytes is not new; a replaced file is)."""
     held = {(item.key, item.etag) for item in previous}
-    images = [item for item in listing if (sample_key(item.key) or ("", "", ""))[1] == "image"]
-    return [item for item in images if (item.key, item.etag) not in held]
+    return [item for item in listing if kind_of(item.key) == "image" and (item.key, item.etag) not in held]
 
 
 @dataclass
@@ -117,7 +122,7 @@ def take(listing: list[Listed], read: Callable[[Listed], bytes], write: Callable
     """Read every image and its trimap, check them as prepare does, keep the first of equal images (by key)."""
     snapshot = Snapshot(write)
     objects = sample_objects(listing)
-    images = [item for item in objects if sample_key(item.key)[1] == "image"]
+    images = [item for item in objects if kind_of(item.key) == "image"]
     trimaps = {(p, i): item for item in objects for p, kind, i in [sample_key(item.key)] if kind == "trimap"}
     kept: dict[str, dict] = {}  # image sha256 -> sample row
     for image in images:

@@ -136,6 +136,17 @@ def read_metrics(source: str) -> str:
     return Path(source).read_text()
 
 
+def report(metrics_source: str, manifest: Path = MANIFEST, min_served: int = MIN_SERVED) -> str:
+    """The drift table of a server's /metrics (URL or file) against prepare's manifest; DriftError or OSError
+    (requests' errors are OSErrors) when either cannot be read."""
+    served = served_histograms(read_metrics(metrics_source))
+    try:
+        training = training_histograms(json.loads(manifest.read_text()), manifest)
+    except json.JSONDecodeError as exc:
+        raise DriftError(f"{manifest}: not JSON ({exc}); re-run prepare") from exc
+    return format_report(compare(training, served, min_served), min_served)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", required=True, help="the server's /metrics URL, or a file holding its text")
@@ -143,11 +154,9 @@ def main() -> None:
     parser.add_argument("--min-served", type=int, default=MIN_SERVED, help="served images a verdict needs")
     arguments = parser.parse_args()
     try:
-        served = served_histograms(read_metrics(arguments.metrics))
-        training = training_histograms(json.loads(arguments.manifest.read_text()), arguments.manifest)
-    except (DriftError, OSError, json.JSONDecodeError) as exc:  # requests' errors are OSErrors
+        print(report(arguments.metrics, arguments.manifest, arguments.min_served))
+    except (DriftError, OSError) as exc:
         sys.exit(f"error: {exc}")
-    print(format_report(compare(training, served, arguments.min_served), arguments.min_served))
 
 
 if __name__ == "__main__":

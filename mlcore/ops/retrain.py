@@ -26,7 +26,7 @@ from pathlib import Path
 from mlcore.data.inflow import MANIFEST
 from mlcore.data.split import SPLITS
 from mlcore.metrics import lookup
-from mlcore.ops.drift import DriftError, compare, format_report, read_metrics, served_histograms, training_histograms
+from mlcore.ops.drift import DriftError, report
 from mlcore.ops.dvc_state import default_remote
 from mlcore.ops.registry import ARTIFACT, PROD, next_version
 from mlcore.ops.release import ReleaseRefused, register
@@ -77,7 +77,7 @@ def retrain(log: Path) -> dict:
     params = load_params()
     os.environ.update(default_remote().environment())  # the stages read the inflow and the champion there
     planned: NextPins = next_pins(params.inflow, load_pins())
-    outcome = {"plan": planned.describe(params.inflow), "champion": planned.pins.champion.version}
+    outcome = {"plan": planned.describe(params.inflow)}
     if not planned.worth_a_run(params.inflow):
         return {**outcome, "verdict": "nothing to do: too few new samples; nothing changed"}
     planned.pin_listing()
@@ -97,7 +97,7 @@ def retrain(log: Path) -> dict:
         decision = "promote" if results["promote"] else "keep the champion"
         recorded = [*RECORDED, *_ignore_files()]
         _step("git", "add", *recorded, log=log)
-        _step("git", "commit", "-q", "-m", f"retrain: {results['taken']} new sample(s), {decision}", "--",
+        _step("git", "commit", "-q", "-m", f"retrain: {results['inflow']['taken']} new sample(s), {decision}", "--",
               *recorded, log=log)  # fmt: skip
         committed = True
     finally:
@@ -121,7 +121,6 @@ def _results() -> dict:
     inflow = json.loads((INFLOW_DIR / MANIFEST).read_text())
     splits = json.loads((PREPARED_DIR / "manifest.json").read_text())["splits"]
     results = {
-        "taken": inflow["summary"]["taken"],
         "inflow": inflow["summary"],
         "quarantined": inflow["quarantined"],
         "splits": {name: (splits[name]["count"], splits[name]["inflow"]) for name in SPLITS},
@@ -163,8 +162,7 @@ def summary(outcome: dict, drift: str | None) -> str:
 
 def drift_report(source: str) -> str:
     try:
-        manifest = json.loads((PREPARED_DIR / "manifest.json").read_text())
-        return format_report(compare(training_histograms(manifest), served_histograms(read_metrics(source))))
+        return report(source)
     except (DriftError, OSError) as exc:
         return f"no drift report: {exc}"
 

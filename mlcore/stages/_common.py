@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from mlcore.data.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
 from mlcore.params import Params, ParamsError, load_params
+from mlcore.pins import PinsError
 
 ARCHIVE_FILES = {"images": IMAGES_ARCHIVE, "annotations": ANNOTATIONS_ARCHIVE}  # params.yaml data.archives keys
 
@@ -21,7 +22,7 @@ def run_stage(body: Callable[[Params], None]) -> None:
         sys.exit(f"error: {exc}")
     try:
         body(params)
-    except StageError as exc:
+    except (StageError, PinsError) as exc:  # PinsError: pins.yaml (the inflow and champion stages) is unusable
         sys.exit(f"error: {exc}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
-from mlcore.pins import PinsError, load_pins
+from mlcore.pins import load_pins
 from mlcore.stages._common import StageError, run_stage
 from mlcore.stages.paths import CHAMPION_DIR
 from mlcore.storage.content import ContentError, fetch_by_md5
@@ -16,10 +16,7 @@ CALIBRATOR = "calibrator.json"
 
 
 def champion_stage(params: Params) -> None:
-    try:
-        pin = load_pins().champion
-    except PinsError as exc:
-        raise StageError(str(exc)) from exc
+    pin = load_pins().champion
     with atomic_dir(CHAMPION_DIR) as staging:
         if pin.version is not None:
             try:

@@ -3,10 +3,9 @@ the decision whether the candidate may replace it (params.yaml release.champion)
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from pathlib import Path
 
+from mlcore.io import file_hexdigest, read_json, write_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
@@ -17,15 +16,10 @@ log = logging.getLogger(__name__)
 COMPARE_PATH = METRICS_DIR / "compare.json"
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def score_champion(params: Params) -> dict:
     """Raw and calibrated metrics of the champion on this run's test split."""
     pin_runtime(params.runtime, params.seed)
     from mlcore.calibration import apply_calibrator
-    from mlcore.io import read_json
     from mlcore.metrics import scores
     from mlcore.model.serialize import load_model
     from mlcore.predict import predict_split
@@ -43,13 +37,12 @@ def score_champion(params: Params) -> dict:
 
 def compare_stage(params: Params) -> None:
     from mlcore.champion import decide
-    from mlcore.io import read_json, write_json
 
     record = read_json(CHAMPION_DIR / RECORD)
     evaluation = read_json(METRICS_DIR / "evaluate.json")
     challenger = {
-        "model_sha256": sha256(MODEL_PATH),
-        "calibrator_sha256": sha256(CALIBRATOR_PATH),
+        "model_sha256": file_hexdigest(MODEL_PATH),
+        "calibrator_sha256": file_hexdigest(CALIBRATOR_PATH),
         "metrics": {key: evaluation[key] for key in ("raw", "calibrated")},
     }
     champion = None
@@ -57,8 +50,8 @@ def compare_stage(params: Params) -> None:
         champion = {
             "version": record["version"],
             "commit": record["commit"],
-            "model_sha256": sha256(CHAMPION_DIR / MODEL),
-            "calibrator_sha256": sha256(CHAMPION_DIR / CALIBRATOR),
+            "model_sha256": file_hexdigest(CHAMPION_DIR / MODEL),
+            "calibrator_sha256": file_hexdigest(CHAMPION_DIR / CALIBRATOR),
             "metrics": score_champion(params),
         }
     rule = params.release.champion

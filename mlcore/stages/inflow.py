@@ -13,7 +13,7 @@ import logging
 from mlcore.data.inflow import MANIFEST, Snapshot, take
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
-from mlcore.pins import PinsError, load_pins
+from mlcore.pins import load_pins
 from mlcore.stages._common import StageError, run_stage
 from mlcore.stages.paths import INFLOW_DIR
 from mlcore.storage.inflow import InflowBucket, InflowError
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def inflow_stage(params: Params) -> None:
-    try:
-        pin = load_pins().inflow
-    except PinsError as exc:
-        raise StageError(str(exc)) from exc
+    pin = load_pins().inflow
     with atomic_dir(INFLOW_DIR) as staging:
 
         def write(name: str, data: bytes) -> None:

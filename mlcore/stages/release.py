@@ -5,10 +5,10 @@ model in prod (metrics/compare.json): `promote` says whether the registry may as
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 
+from mlcore.io import atomic_dir, canonical_json, file_hexdigest, read_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
@@ -16,13 +16,8 @@ from mlcore.stages.compare import COMPARE_PATH
 from mlcore.stages.paths import BEST_PATH, CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PREPARED_DIR, RELEASE_DIR
 
 
-def _sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def release_stage(params: Params) -> None:
     from mlcore.gate import check_gate, format_table
-    from mlcore.io import read_json
 
     evaluation = read_json(METRICS_DIR / "evaluate.json")
     checks = check_gate(evaluation, params.release.gate)
@@ -35,7 +30,6 @@ def release_stage(params: Params) -> None:
     pin_runtime(params.runtime, params.seed)
     from mlcore.data.oxford import CLASS_NAMES
     from mlcore.export import export_saved_model
-    from mlcore.io import atomic_dir, canonical_json
     from mlcore.model.serialize import load_model
     from mlcore.model_card import render
 
@@ -46,8 +40,8 @@ def release_stage(params: Params) -> None:
         "model_name": params.release.model_name,
         "image_size": manifest["image_size"],
         "class_names": list(CLASS_NAMES),
-        "model_sha256": _sha256(MODEL_PATH),
-        "calibrator_sha256": _sha256(CALIBRATOR_PATH),
+        "model_sha256": file_hexdigest(MODEL_PATH),
+        "calibrator_sha256": file_hexdigest(CALIBRATOR_PATH),
         "calibrator": calibrator,
         "gate": [{"metric": c.metric, "bound": c.bound, "threshold": c.threshold, "value": c.value} for c in checks],
         "metrics": evaluation["calibrated"],
@@ -68,7 +62,6 @@ def release_stage(params: Params) -> None:
 def print_verdict() -> None:
     """`python -m mlcore.stages.release --verdict`: the gate table of the current release (end of `make run`)."""
     from mlcore.gate import Check, format_table
-    from mlcore.io import read_json
 
     release = read_json(RELEASE_DIR / "release.json")
     print(format_table([Check(**check) for check in release["gate"]]))

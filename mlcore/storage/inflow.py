@@ -8,7 +8,6 @@ Where: the bucket and endpoint in MLCORE_S3_BUCKET and MLCORE_S3_ENDPOINT (set i
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 from mlcore.data.inflow import IMAGES, TRIMAPS, Listed, listing_text, parse_listing, sample_objects
@@ -23,18 +22,15 @@ class InflowError(RuntimeError):
 
 @dataclass(frozen=True)
 class InflowBucket:
-    location: S3Prefix  # the bucket (its prefix is unused)
+    location: S3Prefix  # the DVC remote's bucket (the inflow prefixes are not under its prefix)
     prefixes: tuple[str, ...]
 
     @classmethod
     def from_environment(cls, prefixes: list[str]) -> InflowBucket:
-        bucket = os.environ.get("MLCORE_S3_BUCKET", "")
-        if not bucket:
-            raise InflowError(
-                "MLCORE_S3_BUCKET is not set: the inflow is read from the DVC remote's bucket "
-                "(`make retrain` sets it; in a pod the workflow does)"
-            )
-        return cls(S3Prefix(bucket, "", os.environ.get("MLCORE_S3_ENDPOINT") or None), tuple(prefixes))
+        try:
+            return cls(S3Prefix.from_environment(), tuple(prefixes))
+        except ValueError as exc:
+            raise InflowError(f"the inflow is read from the DVC remote's bucket: {exc}") from None
 
     def list(self) -> list[Listed]:
         """Every image and trimap under the prefixes, by key."""

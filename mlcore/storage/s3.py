@@ -20,6 +20,19 @@ class S3Prefix:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         return cls(bucket, prefix.strip("/"), endpoint)
 
+    @classmethod
+    def from_environment(cls) -> S3Prefix:
+        """The DVC remote's location as the workflows' pods (and `make retrain`) hand it to a process:
+        MLCORE_S3_BUCKET, MLCORE_S3_PREFIX (default dvcstore) and MLCORE_S3_ENDPOINT (empty for AWS)."""
+        bucket = os.environ.get("MLCORE_S3_BUCKET", "")
+        if not bucket:
+            raise ValueError(
+                "MLCORE_S3_BUCKET is not set: it names the DVC remote's bucket (`make retrain` sets it from the DVC "
+                "remote; in a pod the workflow does)"
+            )
+        prefix = os.environ.get("MLCORE_S3_PREFIX", "dvcstore").strip("/")
+        return cls(bucket, prefix, os.environ.get("MLCORE_S3_ENDPOINT") or None)
+
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
