@@ -8,7 +8,8 @@ our manifests use: DAG tasks with `depends: a && b`, container templates, input/
 secretKeyRef (optional ones too), output artifacts (copied into a local "artifact repository") and input
 artifacts `from` other tasks' outputs, Prometheus gauge values, `when: a == b`, and resource templates,
 whose rendered manifest is recorded instead of applied: no Kubernetes API exists here, so that one step
-is a stand-in (and its successCondition is not evaluated).
+is a stand-in: its successCondition and failureCondition are not evaluated; the caller's `on_apply` runs what
+the controller would (a Workflow: run_workflow again, synchronously, its failure raising as a failed step).
 
 Failures and retries follow Argo v4.1.2 (workflow/controller/operator.go): a main container that exits
 non-zero, OOM-killed or SIGKILLed (exit 137) included, makes the node Failed; a deleted pod makes it Error
@@ -16,7 +17,8 @@ non-zero, OOM-killed or SIGKILLed (exit 137) included, makes the node Failed; a 
 (Always: Failed and Error; OnFailure: Failed; OnError: Error) AND its `expression`, evaluated over
 lastRetry.{status,exitCode,message,duration}. Expressions are evaluated for the subset of expr-lang our
 manifests use (==, !=, in [...], matches "re", ||, &&, !); OnTransientError is not modelled.
-Not modelled either: synchronization (mutexes), parallelism, deadlines, pod GC and artifact GC.
+Not modelled either: synchronization (mutexes), parallelism, deadlines and resource timeouts, ownerReferences
+(setOwnerReference), CronWorkflow scheduling and its concurrencyPolicy, pod GC and artifact GC.
 """
 
 from __future__ import annotations
