@@ -104,6 +104,7 @@ bench: setup
 	python -m bench.serving_load
 	python -m bench.isa_cap
 	python -m bench.warmup
+	python -m bench.adversarial_training
 
 bench-scale: setup  ## fetch, prepare, DVC transfers and training at the real data's size (~15 min)
 	python -m bench.scale

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -59,6 +60,14 @@ def canonical_json(obj: Any) -> str:
 def write_json(path: Path, obj: Any) -> None:
     with atomic_file(path) as staging:
         staging.write_text(canonical_json(obj))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """A table with the first row's keys as its header, for `dvc plots`."""
+    with atomic_file(path) as staging, staging.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json(path: Path) -> Any:

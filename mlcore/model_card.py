@@ -4,6 +4,7 @@ and the hashes that tie it to its data and code."""
 from __future__ import annotations
 
 from mlcore.data.oxford import CLASS_NAMES
+from mlcore.robustness_scores import key_epsilon
 
 
 def _number(value: float | None) -> str:
@@ -30,7 +31,31 @@ def _comparison(release: dict) -> str:
 {decision}"""
 
 
-def render(release: dict, evaluation: dict, data_manifest: dict) -> str:
+def _robustness(robustness: dict) -> str:
+    """Calibrated mean IoU per attack (rows) and budget (columns), from metrics/robustness.json."""
+    attacks = robustness["attacks"]
+    budgets = sorted(next(iter(attacks.values())), key=key_epsilon)
+    header = " | ".join(f"eps {key_epsilon(key)}/255" for key in budgets)
+    rows = "\n".join(
+        f"| {attack.upper()} | "
+        + " | ".join(_number(attacks[attack][key]["calibrated"]["mean_iou"]) for key in budgets)
+        + " |"
+        for attack in attacks
+    )
+    worst = robustness["strongest"]
+    target = robustness["attack_target"]
+    return f"""Calibrated mean IoU on the test split under L-infinity attacks on the {target} model, by budget in
+grey levels:
+
+| attack | {header} |
+|---|{"---|" * len(budgets)}
+{rows}
+
+At the largest budget {worst["attack"].upper()} changes the class of {worst["calibrated"]["label_flip_fraction"]:.1%}
+of the pixels. Changes too small to see can change the mask: do not rely on it where someone may craft the input."""
+
+
+def render(release: dict, evaluation: dict, robustness: dict, data_manifest: dict) -> str:
     splits = data_manifest["splits"]
     rows = "\n".join(
         f"| {label} | {_number(evaluation[key]['mean_iou'])} | {_number(evaluation[key]['per_class']['pet']['iou'])} "
@@ -68,6 +93,9 @@ id: {splits["train"]["count"]} train, {splits["validation"]["count"]} validation
 | model | mean IoU | pet IoU | pixel accuracy | ECE |
 |---|---|---|---|---|
 {rows}
+
+## Robustness
+{_robustness(robustness)}
 
 ## Release gate
 | metric | bound | value | verdict |

@@ -101,6 +101,16 @@ class ModelParams(Strict):
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
 
 
+Epsilon = Annotated[int, Field(ge=0, le=255)]  # an L-infinity budget in grey levels: 1/255 of the pixel range
+
+
+class AdversarialTrainingParams(Strict):
+    """FGSM examples in place of the first `fraction` of every training batch (0: plain training)."""
+
+    fraction: Fraction = 0.0
+    epsilon: Annotated[int, Field(ge=1, le=255)] = 2  # grey levels
+
+
 class TrainParams(Strict):
     epochs: Annotated[int, Field(ge=1, le=1000)] = 8
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 16
@@ -108,6 +118,7 @@ class TrainParams(Strict):
     loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
     horizontal_flip: bool = True
     shuffle_buffer: Annotated[int, Field(ge=1)] = 1024
+    adversarial: AdversarialTrainingParams = AdversarialTrainingParams()
 
 
 class CalibrateParams(Strict):
@@ -118,6 +129,35 @@ class CalibrateParams(Strict):
 class EvaluateParams(Strict):
     grid_examples: Annotated[int, Field(ge=1, le=32)] = 6
     confusion_plot_pixels: Annotated[int, Field(ge=100)] = 20000
+
+
+class PgdParams(Strict):
+    steps: Annotated[int, Field(ge=1, le=1000)] = 10
+    step_size: Annotated[float, Field(gt=0, le=1)] = 0.25  # each step moves at most this fraction of epsilon
+    random_start: bool = True  # uniform in the epsilon-ball, from a stateless RNG seeded by robustness.seed
+
+
+class RobustnessParams(Strict):
+    """L-infinity attacks on the test split: the model's metrics at each budget (grey levels, 1/255 of the range)."""
+
+    epsilons: Annotated[list[Epsilon], Field(min_length=2)] = [0, 1, 2, 4, 8]
+    attacks: Annotated[list[Literal["fgsm", "pgd"]], Field(min_length=1)] = ["fgsm", "pgd"]
+    pgd: PgdParams = PgdParams()
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 1
+    grid_examples: Annotated[int, Field(ge=1, le=32)] = 4
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RobustnessParams:
+        if self.epsilons != sorted(set(self.epsilons)):
+            raise ValueError(f"epsilons must be increasing without repeats, got {self.epsilons}")
+        if self.epsilons[0] != 0 or len(self.epsilons) < 2:
+            raise ValueError(
+                f"epsilons must start at 0 (the clean metrics, checked against evaluate's) and have a larger "
+                f"budget to attack with, got {self.epsilons}"
+            )
+        if len(set(self.attacks)) != len(self.attacks):
+            raise ValueError(f"attacks must not repeat, got {self.attacks}")
+        return self
 
 
 class LogUniform(Strict):
@@ -174,6 +214,14 @@ class TuneParams(Strict):
         return self
 
 
+class RobustBound(Strict):
+    """The calibrated mean IoU under `attack` at budget `epsilon` (one of robustness.epsilons) must reach `value`."""
+
+    attack: Literal["fgsm", "pgd"] = "pgd"
+    epsilon: Epsilon
+    value: Fraction
+
+
 class GateParams(Strict):
     """Bounds on the calibrated model's test metrics; all must hold for a release."""
 
@@ -181,6 +229,7 @@ class GateParams(Strict):
     min_pet_iou: Fraction = 0.70
     min_pixel_accuracy: Fraction = 0.90
     max_ece: Fraction = 0.05
+    min_robust_mean_iou: RobustBound | None = None  # optional: a bound under attack (metrics/robustness.json)
 
 
 MetricKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
@@ -275,11 +324,23 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     calibrate: CalibrateParams = CalibrateParams()
     evaluate: EvaluateParams = EvaluateParams()
+    robustness: RobustnessParams = RobustnessParams()
     tune: TuneParams = TuneParams()
     inflow: InflowParams = InflowParams()
     release: ReleaseParams = ReleaseParams()
     replay: ReplayParams = ReplayParams()
     cluster: ClusterParams = ClusterParams()
+
+    @model_validator(mode="after")
+    def _robust_bound_is_measured(self) -> Params:
+        bound = self.release.gate.min_robust_mean_iou
+        if bound and (bound.attack not in self.robustness.attacks or bound.epsilon not in self.robustness.epsilons):
+            raise ValueError(
+                f"release.gate.min_robust_mean_iou bounds {bound.attack} at epsilon {bound.epsilon}, which the "
+                f"robustness stage does not measure (robustness.attacks {self.robustness.attacks}, "
+                f"epsilons {self.robustness.epsilons}): add them there or change the bound"
+            )
+        return self
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: the same settings give the same digest, whatever the YAML."""
@@ -297,6 +358,9 @@ def _format_errors(path: Path, error: ValidationError) -> str:
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
             lines.append(f"  - {field}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+        elif item["type"] == "value_error":  # a rule across fields: its message quotes the values concerned
+            where = f"{field}: " if item["loc"] else ""  # no location: a rule across sections, named in the message
+            lines.append(f"  - {where}{item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - {field}: got {item['input']!r}; {item['msg']}")
     return "\n".join(lines)

@@ -20,7 +20,12 @@ class SplitPredictions:
     probabilities: np.ndarray  # float32 [N, H, W, C]
 
 
+def predict_images(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Per-pixel probabilities; equal images in equal batches give equal bits."""
+    probabilities = model.predict(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0)
+    return np.asarray(probabilities, np.float32)
+
+
 def predict_split(model: keras.Model, prepared_dir: Path, split: str, batch_size: int = 16) -> SplitPredictions:
     ids, images, labels = load_split_arrays(prepared_dir, split)
-    probabilities = model.predict(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0)
-    return SplitPredictions(ids, images, labels, np.asarray(probabilities, np.float32))
+    return SplitPredictions(ids, images, labels, predict_images(model, images, batch_size))

@@ -26,11 +26,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from mlcore.attacks import fgsm, logits_model
 from mlcore.data.tfrecords import evaluation_batches, training_batches
 from mlcore.io import write_json
 from mlcore.model.losses import make_loss
 from mlcore.model.serialize import load_model, save_model
 from mlcore.model.unet import NUM_CLASSES
+from mlcore.params import AdversarialTrainingParams
 from mlcore.storage.checkpoints import S3Mirror
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,41 @@ class TrainSettings:
     horizontal_flip: bool
     shuffle_buffer: int
     seed: int
+    adversarial: AdversarialTrainingParams
+
+
+@keras.saving.register_keras_serializable(package="mlcore")
+class AdversarialTraining(keras.Model):
+    """The U-Net, with a train step that first replaces the first ceil(fraction x batch) examples of each batch
+    by their FGSM examples at `epsilon` (cross-entropy, against the weights of that step), then steps as Keras
+    does; loss and metrics are those of the mixed batch. FGSM draws no random numbers, so adversarial training
+    stays bit-deterministic and resumes exactly from a checkpoint. Only checkpoints hold this class; `plain`
+    gives the functional model that is saved and served. `fraction` and `epsilon` are read when the step is
+    traced: set them before `fit`."""
+
+    fraction = 0.0
+    epsilon = 0.0
+
+    def train_step(self, data):
+        images, labels = data
+        size = tf.cast(tf.shape(images)[0], tf.float32)
+        count = tf.cast(tf.math.ceil(self.fraction * size), tf.int32)
+        attacked = fgsm(logits_model(self), images[:count], labels[:count], self.epsilon)
+        return super().train_step((tf.concat([attacked, images[count:]], axis=0), labels))
+
+    def plain(self) -> keras.Model:
+        return keras.Model(self.inputs, self.outputs, name=self.name)
+
+
+def adversarial_steps(model: keras.Model, settings: TrainSettings) -> keras.Model:
+    """The model to fit: itself for plain training, else the same layers with the adversarial train step."""
+    if not settings.adversarial.fraction:
+        return model
+    if not isinstance(model, AdversarialTraining):  # a resumed checkpoint already is one
+        model = AdversarialTraining(inputs=model.inputs, outputs=model.outputs, name=model.name)
+    model.fraction = settings.adversarial.fraction
+    model.epsilon = float(settings.adversarial.epsilon)
+    return model
 
 
 class CheckpointStore:
@@ -129,10 +166,11 @@ def train(
     steps_per_epoch = math.ceil(train_count / settings.batch_size)
     resumed = checkpoints.latest() if checkpoints else None
     if resumed is None:
-        start, model, history = 0, build(), []
+        start, model, history = 0, adversarial_steps(build(), settings), []
         compile_model(model, settings, steps_per_epoch)
     else:
         start, model, history = resumed
+        model = adversarial_steps(model, settings)
         log.info("resuming from the checkpoint of epoch %d in %s", start, checkpoints.directory)
     callbacks = [*observers, *([keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else [])]
     validation = evaluation_batches(prepared_dir, "validation", settings.batch_size)
@@ -153,4 +191,4 @@ def train(
         history.append({name: float(values[-1]) for name, values in sorted(result.history.items())})
         if checkpoints:
             checkpoints.save(epoch + 1, model, history)
-    return model, history
+    return (model.plain() if isinstance(model, AdversarialTraining) else model), history

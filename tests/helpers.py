@@ -130,7 +130,7 @@ TINY_OVERRIDES = {
 def merge(base: dict, overrides: dict) -> dict:
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = merge(base[key], value) if isinstance(value, dict) else value
+        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base[key], dict) else value
     return merged
 
 

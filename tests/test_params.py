@@ -75,3 +75,29 @@ def test_unreadable_files(tmp_path, content, expected):
         path.write_text(content)
     with pytest.raises(ParamsError, match=expected):
         load_params(path)
+
+
+def test_a_robust_gate_bound_must_name_a_measured_attack_and_budget(tmp_path):
+    data = default_params()
+    data["release"]["gate"]["min_robust_mean_iou"] = {"attack": "pgd", "epsilon": 3, "value": 0.4}
+    with pytest.raises(ParamsError) as error:
+        load_params(write(tmp_path, data))
+    message = str(error.value)
+    assert "release.gate.min_robust_mean_iou bounds pgd at epsilon 3" in message
+    assert "epsilons [0, 1, 2, 4, 8]" in message and "{'seed'" not in message  # the rule, not the whole file
+    data["robustness"]["epsilons"] = [0, 3]
+    assert load_params(write(tmp_path, data)).release.gate.min_robust_mean_iou.epsilon == 3
+
+
+def test_robustness_budgets_are_increasing_grey_levels(tmp_path):
+    data = default_params()
+    data["robustness"]["epsilons"] = [0, 4, 2, 300]
+    with pytest.raises(ParamsError) as error:
+        load_params(write(tmp_path, data))
+    assert "robustness.epsilons.3: got 300" in str(error.value)
+    data["robustness"]["epsilons"] = [0, 4, 2]
+    with pytest.raises(ParamsError, match=r"robustness: epsilons must be increasing without repeats, got \[0, 4, 2\]$"):
+        load_params(write(tmp_path, data))
+    data["robustness"]["epsilons"] = [2, 4]
+    with pytest.raises(ParamsError, match=r"epsilons must start at 0 \(the clean metrics"):
+        load_params(write(tmp_path, data))

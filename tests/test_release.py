@@ -19,15 +19,20 @@ def test_failed_gate_prints_the_table_exits_non_zero_and_exports_nothing(tmp_pat
     (project / "metrics").mkdir(exist_ok=True)
     scores = {"mean_iou": 0.8, "pixel_accuracy": 0.95, "ece": 0.01, "per_class": {"pet": {"iou": 0.75}}}
     (project / "metrics" / "evaluate.json").write_text(json.dumps({"calibrated": scores}))
+    attacked = {"eps_2": {"calibrated": {"mean_iou": 0.31}}}
+    (project / "metrics" / "robustness.json").write_text(json.dumps({"attacks": {"pgd": attacked}}))
+    robust = {"attack": "pgd", "epsilon": 2, "value": 0.5}
     write_params(project, {"release": {"gate": {"min_mean_iou": 0.99, "min_pet_iou": 0.0, "min_pixel_accuracy": 0.0,
-                                                 "max_ece": 0.0001}}})  # fmt: skip
+                                                 "max_ece": 0.0001, "min_robust_mean_iou": robust}}})  # fmt: skip
     result = run(project, "python", "-m", "mlcore.stages.release", check=False)
     assert result.returncode != 0
-    assert "release gate failed (calibrated mean IoU, calibrated ECE); nothing exported" in result.stderr
+    failed = "calibrated mean IoU, calibrated ECE, calibrated mean IoU, PGD eps 2/255"
+    assert f"release gate failed ({failed}); nothing exported" in result.stderr
     table = result.stdout.splitlines()
     assert table[0].split() == ["metric", "bound", "value", "verdict"]
     assert any(line.startswith("calibrated mean IoU") and ">= 0.99" in line and line.endswith("FAIL") for line in table)
     assert any(line.startswith("calibrated pet IoU") and line.endswith("pass") for line in table)
+    assert table[-1].split() == ["calibrated", "mean", "IoU,", "PGD", "eps", "2/255", ">=", "0.5", "0.3100", "FAIL"]
     assert not (project / "release").exists()
 
 

@@ -44,8 +44,8 @@ def test_provenance_names_commit_params_and_every_hash(released):
     lock_text = (root / "dvc.lock").read_text()
     assert record["source"]["dirty"] is False and len(record["source"]["commit"]) == 40
     assert record["stages"]["train"]["outs"]["models/model.keras"] in lock_text
-    stages = {"fetch", "inflow", "prepare", "plan", "select", "train", "calibrate", "evaluate", "champion", "compare",
-              "release"}  # fmt: skip
+    stages = {"fetch", "inflow", "prepare", "plan", "select", "train", "calibrate", "evaluate", "robustness",
+              "champion", "compare", "release"}  # fmt: skip
     stages |= {"rung0@0", "rung0@1", "rung1@0"}  # TINY_OVERRIDES: 2 trials, then the best 1
     assert set(record["stages"]) == stages
     assert record["tuning"] == json.loads((root / "tuning/best.json").read_text())  # the configuration it used

@@ -223,6 +223,8 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
     assert float(evaluate.gauges["mlcore_stage_duration_seconds"]) > 0
     assert evaluate.artifacts["plots-evaluate-predictions-png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluate.artifacts["metrics-evaluate-json"].read_bytes() == (local / "metrics/evaluate.json").read_bytes()
+    robust = json.loads((local / "metrics/robustness.json").read_text())["strongest"]["calibrated"]["mean_iou"]
+    assert float(runs["robustness"].outputs["strongest-calibrated-mean-iou"]) == robust  # shown in the Argo UI
 
     assert "reproduced byte for byte" in reproduced["verify"].log
     assert all(reproduced[task_name(stage)].log for stage in ("prepare", "train", "evaluate"))

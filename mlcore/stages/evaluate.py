@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -17,20 +15,11 @@ log = logging.getLogger(__name__)
 EVALUATE_PLOTS = PLOTS_DIR / "evaluate"
 
 
-def _write_curve(path: Path, table: list[dict]) -> None:
-    from mlcore.io import atomic_file
-
-    with atomic_file(path) as staging, staging.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["bin", "count", "confidence", "accuracy"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row for row in table if row["count"])
-
-
 def evaluate_stage(params: Params) -> None:
     pin_runtime(params.runtime, params.seed)
     from mlcore.calibration import apply_calibrator
     from mlcore.data.oxford import CLASS_NAMES
-    from mlcore.io import read_json, write_json
+    from mlcore.io import read_json, write_csv, write_json
     from mlcore.metrics import reliability_bins, scores
     from mlcore.model.serialize import load_model
     from mlcore.plots import prediction_grid
@@ -60,8 +49,9 @@ def evaluate_stage(params: Params) -> None:
             for a, p in zip(test.labels.ravel()[::stride], predictions.ravel()[::stride], strict=True)
         ],
     )
-    _write_curve(EVALUATE_PLOTS / "calibration_raw.csv", reliability_bins(test.probabilities, test.labels, bins))
-    _write_curve(EVALUATE_PLOTS / "calibration_calibrated.csv", reliability_bins(calibrated, test.labels, bins))
+    for name, probabilities in (("raw", test.probabilities), ("calibrated", calibrated)):
+        curve = [row for row in reliability_bins(probabilities, test.labels, bins) if row["count"]]
+        write_csv(EVALUATE_PLOTS / f"calibration_{name}.csv", curve)
     shown = slice(0, params.evaluate.grid_examples)
     prediction_grid(
         test.images[shown],

@@ -15,6 +15,7 @@ PLAN_PATH = TUNING_DIR / "plan.json"
 BEST_PATH = TUNING_DIR / "best.json"
 TRAIN_LIVE_DIR = Path("dvclive/train")
 METRICS_DIR = Path("metrics")
+ROBUSTNESS_PATH = METRICS_DIR / "robustness.json"
 PLOTS_DIR = Path("plots")
 # Not DVC outputs: checkpoints exist only while a training is unfinished, and TensorBoard event files
 # carry wall-clock times, which would make dvc.lock differ on every run.

@@ -13,14 +13,23 @@ from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
 from mlcore.stages.compare import COMPARE_PATH
-from mlcore.stages.paths import BEST_PATH, CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PREPARED_DIR, RELEASE_DIR
+from mlcore.stages.paths import (
+    BEST_PATH,
+    CALIBRATOR_PATH,
+    METRICS_DIR,
+    MODEL_PATH,
+    PREPARED_DIR,
+    RELEASE_DIR,
+    ROBUSTNESS_PATH,
+)
 
 
 def release_stage(params: Params) -> None:
     from mlcore.gate import check_gate, format_table
 
     evaluation = read_json(METRICS_DIR / "evaluate.json")
-    checks = check_gate(evaluation, params.release.gate)
+    robustness = read_json(ROBUSTNESS_PATH)
+    checks = check_gate(evaluation, robustness, params.release.gate)
     print(format_table(checks))
     if not all(check.passed for check in checks):
         failed = ", ".join(c.metric for c in checks if not c.passed)
@@ -45,6 +54,7 @@ def release_stage(params: Params) -> None:
         "calibrator": calibrator,
         "gate": [{"metric": c.metric, "bound": c.bound, "threshold": c.threshold, "value": c.value} for c in checks],
         "metrics": evaluation["calibrated"],
+        "robustness": robustness["strongest"],
         "tuning": read_json(BEST_PATH),
         "champion": comparison["champion"],
         "promote": comparison["promote"],
@@ -55,7 +65,7 @@ def release_stage(params: Params) -> None:
         shutil.copyfile(MODEL_PATH, staging / "model.keras")
         shutil.copyfile(CALIBRATOR_PATH, staging / "calibrator.json")
         (staging / "release.json").write_text(canonical_json(release))
-        (staging / "MODEL_CARD.md").write_text(render(release, evaluation, manifest))
+        (staging / "MODEL_CARD.md").write_text(render(release, evaluation, robustness, manifest))
     print(f"{RELEASE_DIR}: released {params.release.model_name} (model sha256 {release['model_sha256'][:12]})")
 
 

@@ -38,7 +38,7 @@ def train_settings(params: Params):
 
     t = params.train
     return TrainSettings(
-        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed
+        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed, t.adversarial
     )
 
 
