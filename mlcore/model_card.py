@@ -51,8 +51,8 @@ grey levels:
 |---|{"---|" * len(budgets)}
 {rows}
 
-At the largest budget {worst["attack"].upper()} changes the class of {worst["calibrated"]["label_flip_fraction"]:.1%}
-of the pixels. Changes too small to see can change the mask: do not rely on it where someone may craft the input."""
+At the largest budget ({worst["epsilon"]}/255) {worst["attack"].upper()} changes the class of
+{worst["calibrated"]["label_flip_fraction"]:.1%} of the pixels. Changes too small to see can change the mask: do not rely on it where someone may craft the input."""
 
 
 def render(release: dict, evaluation: dict, robustness: dict, data_manifest: dict) -> str:
