@@ -77,7 +77,7 @@ format: setup
 	ruff format .
 
 workflows: setup  ## regenerate argo/ from dvc.yaml
-	python -m workflows.pipeline
+	python -m workflows
 	python -m tests.argo_schema argo/*.yaml
 
 submit: setup  ## make submit REF=HEAD [REPRODUCE=1 [ANY_HARDWARE=1]] [RETRAIN=1] [PARAMS="s3-endpoint=..."] [DRY_RUN=1]

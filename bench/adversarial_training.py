@@ -9,10 +9,9 @@ trainings use the searched configuration for train.epochs; the adversarial one r
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
-from mlcore.params import AdversarialTrainingParams, load_params
+from mlcore.params import AdversarialTrainingParams, TrainParams, load_params
 from mlcore.runtime import pin_runtime
 from mlcore.stages.paths import BEST_PATH, PREPARED_DIR
 
@@ -29,16 +28,16 @@ def main() -> None:
     from mlcore.calibration import apply_calibrator, fit_calibrator
     from mlcore.io import read_json
     from mlcore.metrics import scores
+    from mlcore.model.unet import unet_builder
     from mlcore.predict import predict_split
     from mlcore.robustness import measure_robustness
     from mlcore.robustness_scores import epsilon_key
-    from mlcore.stages.train import model_builder, train_settings
     from mlcore.training import train
     from mlcore.tuning import apply
 
     params = apply(params, read_json(BEST_PATH)["config"])
     manifest = read_json(PREPARED_DIR / "manifest.json")
-    build = model_builder(params, manifest["image_size"])
+    build = unet_builder(params.model, manifest["image_size"])
     batch_size = params.train.batch_size
     variants = {
         "plain": AdversarialTrainingParams(fraction=0.0, epsilon=arguments.epsilon),
@@ -50,9 +49,9 @@ def main() -> None:
     for name, adversarial in variants.items():
         keras.backend.clear_session()
         keras.utils.set_random_seed(params.seed)
-        settings = dataclasses.replace(train_settings(params), adversarial=adversarial)
+        settings = TrainParams.model_validate(params.train.model_dump() | {"adversarial": adversarial.model_dump()})
         start = time.perf_counter()
-        model, _ = train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints=None)
+        model, _ = train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, params.seed, None)
         seconds = time.perf_counter() - start
         calibration = predict_split(model, PREPARED_DIR, "calibration", batch_size)
         calibrator = fit_calibrator(params.calibrate.method, calibration.probabilities, calibration.labels)

@@ -22,19 +22,19 @@ def main() -> None:
 
     from mlcore.data.tfrecords import load_split_arrays, training_batches
     from mlcore.io import read_json
+    from mlcore.model.unet import unet_builder
     from mlcore.stages.paths import PREPARED_DIR
-    from mlcore.stages.train import model_builder, train_settings
     from mlcore.training import compile_model
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
     count, t = manifest["splits"]["train"]["count"], params.train
-    build = model_builder(params, manifest["image_size"])
+    build = unet_builder(params.model, manifest["image_size"])
     _, images, labels = load_split_arrays(Path(PREPARED_DIR), "train")
     in_memory = tf.data.Dataset.from_tensor_slices((images, labels)).batch(t.batch_size).cache()
 
     def throughput(make_batches) -> float:
         model = build()
-        compile_model(model, train_settings(params), -(-count // t.batch_size))
+        compile_model(model, params.train, -(-count // t.batch_size))
         model.fit(make_batches(0), epochs=1, verbose=0)  # trace and warm up
         start = time.perf_counter()
         for epoch in range(1, EPOCHS + 1):

@@ -16,20 +16,20 @@ STEPS = 30
 def measure() -> dict:
     import numpy as np
 
-    from mlcore.params import load_params
+    from mlcore.params import RuntimeParams, load_params
     from mlcore.runtime import pin_runtime
 
     params = load_params()
-    pin_runtime(params.runtime.model_copy(update={"max_cpu_isa": sys.argv[2]}), params.seed)
-    from mlcore.stages.train import model_builder, train_settings
+    pin_runtime(RuntimeParams.model_validate(params.runtime.model_dump() | {"max_cpu_isa": sys.argv[2]}), params.seed)
+    from mlcore.model.unet import unet_builder
     from mlcore.training import compile_model
 
     size, batch = params.prepare.image_size, params.train.batch_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
     labels = rng.integers(0, 3, (batch, size, size)).astype("int32")
-    model = model_builder(params, size)()
-    compile_model(model, train_settings(params), STEPS)
+    model = unet_builder(params.model, size)()
+    compile_model(model, params.train, STEPS)
     model.train_on_batch(images, labels)  # trace
     start = time.perf_counter()
     for _ in range(STEPS):
@@ -41,13 +41,16 @@ def measure() -> dict:
 def main() -> None:
     results = {}
     for cap in CAPS:
-        out = subprocess.run([sys.executable, "-m", "bench.isa_cap", "--measure", cap], check=True,
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.isa_cap", "--measure", cap], check=True, capture_output=True, text=True
+        ).stdout
         results[cap] = json.loads(out.strip().splitlines()[-1])
     for cap, result in results.items():
         ratio = result["images_per_s"] / results["all"]["images_per_s"]
-        print(f"max_cpu_isa={cap:<12} {result['steps_per_s']:6.2f} steps/s {result['images_per_s']:7.1f} img/s "
-              f"({ratio:.2f}x of no cap)")  # fmt: skip
+        print(
+            f"max_cpu_isa={cap:<12} {result['steps_per_s']:6.2f} steps/s {result['images_per_s']:7.1f} img/s "
+            f"({ratio:.2f}x of no cap)"
+        )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ def main() -> None:
             with Config(dvc_dir=str(project / ".dvc"), validate=False).edit("local") as config:
                 config["core"]["remote"] = "bench"
                 config["remote"]["bench"] = {
-                    "url": "s3://bench/dvc", "endpointurl": server.endpoint,
-                    "access_key_id": credentials.access_key, "secret_access_key": credentials.secret_key,
-                }  # fmt: skip
+                    "url": "s3://bench/dvc",
+                    "endpointurl": server.endpoint,
+                    "access_key_id": credentials.access_key,
+                    "secret_access_key": credentials.secret_key,
+                }
             for path in PAYLOAD:
                 target = project / path.name
                 (shutil.copytree if path.is_dir() else shutil.copy2)(repo / path, target)

@@ -50,15 +50,15 @@ def training_rates(params: Params) -> tuple[float, float, float]:
     and the first steps' extra seconds (tracing)."""
     from mlcore.data.tfrecords import evaluation_batches, training_batches
     from mlcore.io import read_json
-    from mlcore.stages.train import model_builder, train_settings
+    from mlcore.model.unet import unet_builder
     from mlcore.training import compile_model, disable_graph_rewrites
 
     disable_graph_rewrites()
     t, batch_size = params.train, params.train.batch_size
     prepared = STAGE_OUTPUTS["prepare"]
     manifest = read_json(prepared / "manifest.json")
-    model = model_builder(params, manifest["image_size"])()
-    compile_model(model, train_settings(params), 1000)
+    model = unet_builder(params.model, manifest["image_size"])()
+    compile_model(model, params.train, 1000)
     full_batches = {split: manifest["splits"][split]["count"] // batch_size for split in ("train", "validation")}
     warm, steps = 4, min(40, full_batches["train"] - 4, full_batches["validation"])
 
@@ -126,8 +126,10 @@ def main() -> None:
             f"recompute {sum(seconds.values()):.1f} s"
         )
         train_ips, predict_ips, traced = training_rates(params)
-        rows.append(f"training {train_ips:.1f} images/s, validation {predict_ips:.1f} images/s at 128 px "
-                    f"(first steps +{traced:.1f} s)")  # fmt: skip
+        rows.append(
+            f"training {train_ips:.1f} images/s, validation {predict_ips:.1f} images/s at 128 px "
+            f"(first steps +{traced:.1f} s)"
+        )
         rows.append(extrapolate(seconds["prepare"] * REAL_IMAGES / num_images, train_ips, predict_ips, traced, params))
     finally:
         local_remote.down()

@@ -162,8 +162,11 @@ def main() -> None:
         "500x375 JPEG, mask": (binary_request(encoded=[jpeg]), [jpeg], to_model_size([photo], size)),
         f"{size}x{size} UINT8, mask": (binary_request(pixels=tensor), None, tensor),
     }
-    server = subprocess.Popen([sys.executable, "-m", "mlcore.serving", "--port", str(PORT)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlcore.serving", "--port", str(PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows = []
     try:
         while not _ready(PORT):
@@ -180,11 +183,15 @@ def main() -> None:
         server.kill()
         server.wait()
     print(f"server peak RSS under load: {peak:.0f} MiB")
-    print(f"{'payload':<22} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'health p99':>10} "
-          f"{'batch':>5} {'client CPU':>10}")  # fmt: skip
+    print(
+        f"{'payload':<22} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'health p99':>10} "
+        f"{'batch':>5} {'client CPU':>10}"
+    )
     for label, row in rows:
-        print(f"{label:<22} {row['clients']:>7} {row['throughput']:>7.1f} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} "
-              f"{row['health_p99_ms']:>8.1f}ms {row['mean_batch']:>5.1f} {row['client_cpu_share']:>9.0%}")  # fmt: skip
+        print(
+            f"{label:<22} {row['clients']:>7} {row['throughput']:>7.1f} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} "
+            f"{row['health_p99_ms']:>8.1f}ms {row['mean_batch']:>5.1f} {row['client_cpu_share']:>9.0%}"
+        )
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)  # as the server (mlcore.serving --threads)

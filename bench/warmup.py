@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from mlcore.params import load_params
+from mlcore.params import TrainParams, load_params
 from mlcore.runtime import pin_runtime
 
 EPOCHS = 4
@@ -22,8 +22,8 @@ def main() -> None:
     import keras
 
     from mlcore.io import read_json
+    from mlcore.model.unet import unet_builder
     from mlcore.stages.paths import PREPARED_DIR
-    from mlcore.stages.train import model_builder, train_settings
     from mlcore.training import train
 
     class EpochTimer(keras.callbacks.Callback):
@@ -38,13 +38,13 @@ def main() -> None:
             self.seconds.append(time.perf_counter() - self.started)
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
-    build = model_builder(params, manifest["image_size"])
+    build = unet_builder(params.model, manifest["image_size"])
     started = time.perf_counter()
     build()
     built = time.perf_counter() - started
     timer = EpochTimer()
-    settings = train_settings(params.model_copy(update={"train": params.train.model_copy(update={"epochs": EPOCHS})}))
-    train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, None, observers=[timer])
+    settings = TrainParams.model_validate(params.train.model_dump() | {"epochs": EPOCHS})
+    train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, params.seed, None, observers=[timer])
     first, steady = timer.seconds[0], min(timer.seconds[1:])
     print(f"build model {built:6.2f} s")
     print("epochs " + " | ".join(f"{e:6.2f} s" for e in timer.seconds))

@@ -19,10 +19,28 @@ from pathlib import Path
 
 # CPU features a numeric kernel may dispatch on (oneDNN, Eigen, MKL): their presence changes code paths
 NUMERIC_FLAGS = (
-    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512cd",
-    "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
-    "asimd", "sve", "sve2",
-)  # fmt: skip
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512dq",
+    "avx512cd",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+    "sve2",
+)
 # x86-64 micro-architecture levels (psABI): each adds features to the one before
 X86_LEVELS = (
     ("x86-64-v2", {"sse4_1", "sse4_2", "ssse3", "popcnt", "cx16"}),
@@ -83,8 +101,12 @@ def _gpus() -> list[dict]:
     gpus = [tf.config.experimental.get_device_details(d) | {"name": d.name} for d in devices]
     if gpus:
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
             for gpu, line in zip(gpus, smi.splitlines(), strict=False):
                 gpu["driver"] = line.split(",")[-1].strip()
         except (OSError, subprocess.TimeoutExpired):

@@ -21,9 +21,11 @@ def _comparison(release: dict) -> str:
         f"| {label} | `{model['model_sha256'][:12]}` | {_number(model['metrics']['calibrated']['mean_iou'])} "
         f"| {_number(model['metrics']['calibrated']['per_class']['pet']['iou'])} "
         f"| {_number(model['metrics']['calibrated']['ece'])} |"
-        for label, model in (("this model", {**release, "metrics": {"calibrated": release["metrics"]}}),
-                             (f"champion {champion['version']}", champion))
-    )  # fmt: skip
+        for label, model in (
+            ("this model", {**release, "metrics": {"calibrated": release["metrics"]}}),
+            (f"champion {champion['version']}", champion),
+        )
+    )
     return f"""| model | model.keras sha256 | mean IoU | pet IoU | ECE |
 |---|---|---|---|---|
 {rows}
@@ -52,7 +54,8 @@ grey levels:
 {rows}
 
 At the largest budget ({worst["epsilon"]}/255) {worst["attack"].upper()} changes the class of
-{worst["calibrated"]["label_flip_fraction"]:.1%} of the pixels. Changes too small to see can change the mask: do not rely on it where someone may craft the input."""
+{worst["calibrated"]["label_flip_fraction"]:.1%} of the pixels. Changes too small to see can change the mask: do
+not rely on it where someone may craft the input."""
 
 
 def render(release: dict, evaluation: dict, robustness: dict, data_manifest: dict) -> str:

@@ -31,10 +31,10 @@ def batch_sizes(params: Params) -> list[int]:
 
 def _sampled_layers(model) -> list:
     """First, middle and last instance of every layer class that computes something."""
-    from mlcore.model.unet import _all_layers
+    from mlcore.model.unet import all_layers
 
     by_class = defaultdict(list)
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if layer.__class__.__name__ != "InputLayer" and not hasattr(layer, "layers"):
             by_class[layer.__class__.__name__].append(layer)
     return [layers[i] for layers in by_class.values() for i in sorted({0, len(layers) // 2, len(layers) - 1})]
@@ -94,8 +94,16 @@ def probe(params: Params) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for batch in batch_sizes(params):
         rng = np.random.default_rng([params.seed, batch])
-        model = build_unet(params.prepare.image_size, m.encoder, "none", m.encoder_trainable, m.mobilenet_alpha,
-                           tuple(m.decoder_filters), m.dropout, m.batchnorm_momentum)  # fmt: skip
+        model = build_unet(
+            params.prepare.image_size,
+            m.encoder,
+            "none",
+            m.encoder_trainable,
+            m.mobilenet_alpha,
+            tuple(m.decoder_filters),
+            m.dropout,
+            m.batchnorm_momentum,
+        )
         for layer in _sampled_layers(model):
             for op, value in _layer_hashes(layer, batch, rng).items():
                 hashes[f"b{batch}/{layer.name}/{op}"] = value

@@ -29,13 +29,13 @@ class Strict(BaseModel):
 class RuntimeParams(Strict):
     """Settings that change the trained weights' bytes, so they are pinned like any other knob."""
 
-    intra_op_threads: PositiveInt = 2
-    inter_op_threads: PositiveInt = 1
-    onednn_opts: bool = False
+    intra_op_threads: PositiveInt
+    inter_op_threads: PositiveInt
+    onednn_opts: bool
     # The widest instruction set oneDNN's kernels may use (ONEDNN_MAX_CPU_ISA). TensorFlow calls them for
     # matrix products and convolutions even with onednn_opts off, and they pick AVX-512 or AVX2 code by CPU:
     # a cap makes CPUs with more than the cap compute the same bits. "all" lifts it.
-    max_cpu_isa: Literal["all", "avx512_core", "avx2", "avx", "sse41"] = "avx2"
+    max_cpu_isa: Literal["all", "avx512_core", "avx2", "avx", "sse41"]
 
 
 class ArchiveSpec(Strict):
@@ -51,11 +51,11 @@ class Archives(Strict):
 class SampleSourceParams(Strict):
     """The built-in synthetic data set, generated in the exact Oxford-IIIT Pet archive layout."""
 
-    num_images: Annotated[int, Field(ge=20, le=20000)] = 480
-    seed: int = 2019
-    min_side: Annotated[int, Field(ge=32)] = 112
-    max_side: Annotated[int, Field(ge=32)] = 200
-    include_quirks: bool = True
+    num_images: Annotated[int, Field(ge=20, le=20000)]
+    seed: int
+    min_side: Annotated[int, Field(ge=32)]
+    max_side: Annotated[int, Field(ge=32)]
+    include_quirks: bool
 
     @model_validator(mode="after")
     def _sides_ordered(self) -> SampleSourceParams:
@@ -65,40 +65,34 @@ class SampleSourceParams(Strict):
 
 
 class DownloadParams(Strict):
-    retries: Annotated[int, Field(ge=0, le=20)] = 5
-    timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    backoff_s: Annotated[float, Field(ge=0)] = 2.0
+    retries: Annotated[int, Field(ge=0, le=20)]
+    timeout_s: Annotated[float, Field(gt=0)]
+    backoff_s: Annotated[float, Field(ge=0)]
 
 
 class DataParams(Strict):
-    source: Literal["sample", "oxford-iiit-pet"] = "sample"
-    sample: SampleSourceParams = SampleSourceParams()
+    source: Literal["sample", "oxford-iiit-pet"]
+    sample: SampleSourceParams
     archives: Archives
-    download: DownloadParams = DownloadParams()
+    download: DownloadParams
 
 
 class PrepareParams(Strict):
-    image_size: Annotated[int, Field(ge=32, le=1024, multiple_of=32)] = 128
-    max_bad_fraction: Fraction = 0.02
-    samples_per_shard: Annotated[int, Field(ge=8)] = 128
+    image_size: Annotated[int, Field(ge=32, le=1024, multiple_of=32)]
+    max_bad_fraction: Fraction
+    samples_per_shard: Annotated[int, Field(ge=8)]
 
 
 class ModelParams(Strict):
-    encoder: Literal["mobilenet_v2", "vgg19"] = "mobilenet_v2"
+    encoder: Literal["mobilenet_v2", "vgg19"]
     encoder_weights: str = Field(
-        default="none",
         description="'none', 'imagenet', or a path to a .weights.h5 file for the encoder",
     )
-    encoder_trainable: bool = True
-    mobilenet_alpha: Literal[0.35, 0.5, 0.75, 1.0, 1.3, 1.4] = 0.35
-    decoder_filters: Annotated[list[PositiveInt], Field(min_length=4, max_length=4)] = [
-        64,
-        32,
-        24,
-        16,
-    ]
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    encoder_trainable: bool
+    mobilenet_alpha: Literal[0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
+    decoder_filters: Annotated[list[PositiveInt], Field(min_length=4, max_length=4)]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 Epsilon = Annotated[int, Field(ge=0, le=255)]  # an L-infinity budget in grey levels: 1/255 of the pixel range
@@ -107,44 +101,44 @@ Epsilon = Annotated[int, Field(ge=0, le=255)]  # an L-infinity budget in grey le
 class AdversarialTrainingParams(Strict):
     """FGSM examples in place of the first `fraction` of every training batch (0: plain training)."""
 
-    fraction: Fraction = 0.0
-    epsilon: Annotated[int, Field(ge=1, le=255)] = 2  # grey levels
+    fraction: Fraction
+    epsilon: Annotated[int, Field(ge=1, le=255)]  # grey levels
 
 
 class TrainParams(Strict):
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 8
-    batch_size: Annotated[int, Field(ge=1, le=1024)] = 16
-    learning_rate: Annotated[float, Field(gt=0, le=1)] = 2e-3
-    loss: Literal["cross_entropy", "cross_entropy+dice"] = "cross_entropy"
-    horizontal_flip: bool = True
-    shuffle_buffer: Annotated[int, Field(ge=1)] = 1024
-    adversarial: AdversarialTrainingParams = AdversarialTrainingParams()
+    epochs: Annotated[int, Field(ge=1, le=1000)]
+    batch_size: Annotated[int, Field(ge=1, le=1024)]
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    loss: Literal["cross_entropy", "cross_entropy+dice"]
+    horizontal_flip: bool
+    shuffle_buffer: Annotated[int, Field(ge=1)]
+    adversarial: AdversarialTrainingParams
 
 
 class CalibrateParams(Strict):
-    method: Literal["temperature", "isotonic"] = "temperature"
-    ece_bins: Annotated[int, Field(ge=2, le=100)] = 15
+    method: Literal["temperature", "isotonic"]
+    ece_bins: Annotated[int, Field(ge=2, le=100)]
 
 
 class EvaluateParams(Strict):
-    grid_examples: Annotated[int, Field(ge=1, le=32)] = 6
-    confusion_plot_pixels: Annotated[int, Field(ge=100)] = 20000
+    grid_examples: Annotated[int, Field(ge=1, le=32)]
+    confusion_plot_pixels: Annotated[int, Field(ge=100)]
 
 
 class PgdParams(Strict):
-    steps: Annotated[int, Field(ge=1, le=1000)] = 10
-    step_size: Annotated[float, Field(gt=0, le=1)] = 0.25  # each step moves at most this fraction of epsilon
-    random_start: bool = True  # uniform in the epsilon-ball, from a stateless RNG seeded by robustness.seed
+    steps: Annotated[int, Field(ge=1, le=1000)]
+    step_size: Annotated[float, Field(gt=0, le=1)]  # each step moves at most this fraction of epsilon
+    random_start: bool  # uniform in the epsilon-ball, from a stateless RNG seeded by robustness.seed
 
 
 class RobustnessParams(Strict):
     """L-infinity attacks on the test split: the model's metrics at each budget (grey levels, 1/255 of the range)."""
 
-    epsilons: Annotated[list[Epsilon], Field(min_length=2)] = [0, 1, 2, 4, 8]
-    attacks: Annotated[list[Literal["fgsm", "pgd"]], Field(min_length=1)] = ["fgsm", "pgd"]
-    pgd: PgdParams = PgdParams()
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 1
-    grid_examples: Annotated[int, Field(ge=1, le=32)] = 4
+    epsilons: Annotated[list[Epsilon], Field(min_length=2)]
+    attacks: Annotated[list[Literal["fgsm", "pgd"]], Field(min_length=1)]
+    pgd: PgdParams
+    seed: Annotated[int, Field(ge=0, lt=2**63)]
+    grid_examples: Annotated[int, Field(ge=1, le=32)]
 
     @model_validator(mode="after")
     def _ordered(self) -> RobustnessParams:
@@ -174,11 +168,11 @@ class LogUniform(Strict):
 class SearchSpace(Strict):
     """Choices per knob (learning rate: a log-uniform range); one-element lists fix a knob."""
 
-    encoder: Annotated[list[Literal["mobilenet_v2", "vgg19"]], Field(min_length=1)] = ["mobilenet_v2"]
-    learning_rate: LogUniform = LogUniform(low=5e-4, high=1e-2)
-    batch_size: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1)] = [8, 16]
-    encoder_trainable: Annotated[list[bool], Field(min_length=1)] = [True]
-    loss: Annotated[list[Literal["cross_entropy", "cross_entropy+dice"]], Field(min_length=1)] = ["cross_entropy"]
+    encoder: Annotated[list[Literal["mobilenet_v2", "vgg19"]], Field(min_length=1)]
+    learning_rate: LogUniform
+    batch_size: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1)]
+    encoder_trainable: Annotated[list[bool], Field(min_length=1)]
+    loss: Annotated[list[Literal["cross_entropy", "cross_entropy+dice"]], Field(min_length=1)]
 
 
 class Rung(Strict):
@@ -190,13 +184,10 @@ class TuneParams(Strict):
     """Successive halving over a seeded random plan: rung 0 trains every trial, each later rung the best of the
     rung before with a larger budget (epochs). dvc.yaml has one matrix stage per rung (rung0, rung1, ...)."""
 
-    seed: int = 7
-    include_defaults: bool = True  # trial 0 is params.yaml's own model/train settings: the baseline to beat
-    space: SearchSpace = SearchSpace()
-    rungs: Annotated[list[Rung], Field(min_length=1, max_length=8)] = [
-        Rung(epochs=2, slots=[0, 1, 2, 3, 4, 5]),
-        Rung(epochs=4, slots=[0, 1]),
-    ]
+    seed: int
+    include_defaults: bool  # trial 0 is params.yaml's own model/train settings: the baseline to beat
+    space: SearchSpace
+    rungs: Annotated[list[Rung], Field(min_length=1, max_length=8)]
 
     @property
     def trials(self) -> int:
@@ -217,7 +208,7 @@ class TuneParams(Strict):
 class RobustBound(Strict):
     """The calibrated mean IoU under `attack` at budget `epsilon` (one of robustness.epsilons) must reach `value`."""
 
-    attack: Literal["fgsm", "pgd"] = "pgd"
+    attack: Literal["fgsm", "pgd"]
     epsilon: Epsilon
     value: Fraction
 
@@ -225,11 +216,11 @@ class RobustBound(Strict):
 class GateParams(Strict):
     """Bounds on the calibrated model's test metrics; all must hold for a release."""
 
-    min_mean_iou: Fraction = 0.75
-    min_pet_iou: Fraction = 0.70
-    min_pixel_accuracy: Fraction = 0.90
-    max_ece: Fraction = 0.05
-    min_robust_mean_iou: RobustBound | None = None  # optional: a bound under attack (metrics/robustness.json)
+    min_mean_iou: Fraction
+    min_pet_iou: Fraction
+    min_pixel_accuracy: Fraction
+    max_ece: Fraction
+    min_robust_mean_iou: RobustBound | None  # optional: a bound under attack (metrics/robustness.json)
 
 
 MetricKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
@@ -239,14 +230,14 @@ class ChampionParams(Strict):
     """A candidate replaces the model assigned prod only if it is not worse on `metric` (both scored on the same
     test split) by more than `tolerance`; a metric whose last part is `ece` counts lower as better."""
 
-    metric: MetricKey = "calibrated.mean_iou"
-    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    metric: MetricKey
+    tolerance: Annotated[float, Field(ge=0, le=1)]
 
 
 class ReleaseParams(Strict):
-    gate: GateParams = GateParams()
-    champion: ChampionParams = ChampionParams()
-    model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "pet-segmenter"
+    gate: GateParams
+    champion: ChampionParams
+    model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
 InflowPrefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")]
@@ -256,9 +247,9 @@ class InflowParams(Strict):
     """New samples for continuous training, in the DVC remote's bucket under each prefix, in the Oxford-IIIT Pet
     layout (images/<id>.jpg, annotations/trimaps/<id>.png): served feedback and drops of files."""
 
-    prefixes: Annotated[list[InflowPrefix], Field(min_length=1)] = ["feedback", "inflow"]
-    min_new_samples: Annotated[int, Field(ge=1)] = 10  # a retrain with fewer new images does nothing
-    settle_s: Annotated[float, Field(ge=0, le=86400)] = 60  # younger objects wait for the next snapshot
+    prefixes: Annotated[list[InflowPrefix], Field(min_length=1)]
+    min_new_samples: Annotated[int, Field(ge=1)]  # a retrain with fewer new images does nothing
+    settle_s: Annotated[float, Field(ge=0, le=86400)]  # younger objects wait for the next snapshot
 
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi|Ti)?$")]
@@ -267,46 +258,41 @@ Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi|Ti
 class Resources(Strict):
     """A pod's requests, equal to its limits (Guaranteed QoS: the CPU a stage sees is the CPU it asked for)."""
 
-    cpu: Quantity = "2"
-    memory: Quantity = "4Gi"
-    ephemeral_storage: Quantity = "20Gi"  # the pod's workspace emptyDir: data, DVC cache, checkpoints
-    gpu: Annotated[int, Field(ge=0, le=16)] = 0
+    cpu: Quantity
+    memory: Quantity
+    ephemeral_storage: Quantity  # the pod's workspace emptyDir: data, DVC cache, checkpoints
+    gpu: Annotated[int, Field(ge=0, le=16)]
 
 
 class ReplayParams(Strict):
     """When a retrained tag counts as reproduced on a machine of another hardware class (mlcore/hardware.py):
     bit-identity is expected only within one class, so there its metrics must stay within these bounds."""
 
-    tolerance: dict[MetricKey, Annotated[float, Field(ge=0)]] = {
-        "calibrated.mean_iou": 0.02, "calibrated.per_class.pet.iou": 0.02,
-        "calibrated.pixel_accuracy": 0.01, "calibrated.ece": 0.01,
-    }  # fmt: skip
+    tolerance: dict[MetricKey, Annotated[float, Field(ge=0)]]
 
 
 class ClusterS3(Strict):
     """The S3 the workflows use by default (cluster-conf/base/artifact-repository.yaml must name the same)."""
 
-    endpoint: str = "http://mlcore-s3.mlcore.svc:8333"
-    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = "mlcore"
-    prefix: str = "dvcstore"
+    endpoint: str
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    prefix: str
 
 
 class ClusterParams(Strict):
     """How the Argo workflow runs the stages. No stage reads this section, so it never changes an output."""
 
-    parallelism: Annotated[int, Field(ge=1, le=256)] = 4
-    retries: Annotated[int, Field(ge=0, le=10)] = 3
-    deadline_hours: Annotated[float, Field(gt=0, le=168)] = 6
+    parallelism: Annotated[int, Field(ge=1, le=256)]
+    retries: Annotated[int, Field(ge=0, le=10)]
+    deadline_hours: Annotated[float, Field(gt=0, le=168)]
     # Fixed in the templates, not parameters: whoever submits a Workflow chooses only the image's digest
     # (never another image that would get the S3 and git Secrets) and cannot send the git token elsewhere.
-    image_repository: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")] = (
-        "ghcr.io/example/mlcore"
-    )
-    git_remote: Annotated[str, Field(pattern=r"^(https|git|file)://")] = "https://github.com/example/mlcore.git"
-    s3: ClusterS3 = ClusterS3()
-    resources: dict[str, Resources] = {"default": Resources()}
-    published_metrics: dict[str, list[MetricKey]] = {}
-    retrain_schedule: Annotated[str, Field(pattern=r"^\S+( \S+){4}$")] = "0 */6 * * *"  # cron, UTC
+    image_repository: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")]
+    git_remote: Annotated[str, Field(pattern=r"^(https|git|file)://")]
+    s3: ClusterS3
+    resources: dict[str, Resources]
+    published_metrics: dict[str, list[MetricKey]]
+    retrain_schedule: Annotated[str, Field(pattern=r"^\S+( \S+){4}$")]  # cron, UTC
 
     @model_validator(mode="after")
     def _has_default(self) -> ClusterParams:
@@ -316,20 +302,20 @@ class ClusterParams(Strict):
 
 
 class Params(Strict):
-    seed: int = 42
-    runtime: RuntimeParams = RuntimeParams()
+    seed: int
+    runtime: RuntimeParams
     data: DataParams
-    prepare: PrepareParams = PrepareParams()
-    model: ModelParams = ModelParams()
-    train: TrainParams = TrainParams()
-    calibrate: CalibrateParams = CalibrateParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    robustness: RobustnessParams = RobustnessParams()
-    tune: TuneParams = TuneParams()
-    inflow: InflowParams = InflowParams()
-    release: ReleaseParams = ReleaseParams()
-    replay: ReplayParams = ReplayParams()
-    cluster: ClusterParams = ClusterParams()
+    prepare: PrepareParams
+    model: ModelParams
+    train: TrainParams
+    calibrate: CalibrateParams
+    evaluate: EvaluateParams
+    robustness: RobustnessParams
+    tune: TuneParams
+    inflow: InflowParams
+    release: ReleaseParams
+    replay: ReplayParams
+    cluster: ClusterParams
 
     @model_validator(mode="after")
     def _robust_bound_is_measured(self) -> Params:
@@ -356,7 +342,9 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: {error.error_count()} invalid setting(s); fix them and re-run:"]
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "missing":
+            lines.append(f"  - {field}: missing; add it (params.yaml holds every setting: the schema has no defaults)")
+        elif item["type"] == "extra_forbidden":
             lines.append(f"  - {field}: unknown key (value {item['input']!r}); remove it or fix its spelling")
         elif item["type"] == "value_error":  # a rule across fields: its message quotes the values concerned
             where = f"{field}: " if item["loc"] else ""  # no location: a rule across sections, named in the message

@@ -20,8 +20,8 @@ import math
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import tensorflow as tf
@@ -32,26 +32,13 @@ from mlcore.io import write_json
 from mlcore.model.losses import make_loss
 from mlcore.model.serialize import load_model, save_model
 from mlcore.model.unet import NUM_CLASSES
-from mlcore.params import AdversarialTrainingParams
-from mlcore.storage.checkpoints import S3Mirror
+from mlcore.params import TrainParams
 
 log = logging.getLogger(__name__)
 # Each epoch (and each validation pass) is a finite dataset by design; Keras warns when it first
 # finds the end of one whose length it does not know yet.
 warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
 History = list[dict[str, float]]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    loss: str
-    horizontal_flip: bool
-    shuffle_buffer: int
-    seed: int
-    adversarial: AdversarialTrainingParams
 
 
 @keras.saving.register_keras_serializable(package="mlcore")
@@ -77,7 +64,7 @@ class AdversarialTraining(keras.Model):
         return keras.Model(self.inputs, self.outputs, name=self.name)
 
 
-def adversarial_steps(model: keras.Model, settings: TrainSettings) -> keras.Model:
+def adversarial_steps(model: keras.Model, settings: TrainParams) -> keras.Model:
     """The model to fit: itself for plain training, else the same layers with the adversarial train step."""
     if not settings.adversarial.fraction:
         return model
@@ -88,11 +75,26 @@ def adversarial_steps(model: keras.Model, settings: TrainSettings) -> keras.Mode
     return model
 
 
+class CheckpointMirror(Protocol):
+    """A remote copy of a checkpoint folder, so that a run restarted elsewhere resumes (the stage passes
+    mlcore.storage.checkpoints.S3Mirror; the library does not know where checkpoints are kept)."""
+
+    url: str
+
+    def names(self) -> list[str]: ...
+
+    def upload(self, path: Path) -> None: ...
+
+    def download_all(self, directory: Path) -> list[str]: ...
+
+    def delete(self, names: list[str]) -> None: ...
+
+
 class CheckpointStore:
     """Epoch checkpoints of one training run, identified by the fingerprint of its inputs, optionally
     mirrored to S3 so that a run restarted elsewhere (a retried pod) resumes too."""
 
-    def __init__(self, directory: Path, fingerprint: str, mirror: S3Mirror | None = None):
+    def __init__(self, directory: Path, fingerprint: str, mirror: CheckpointMirror | None = None):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.state_file = self.directory / "state.json"
@@ -133,7 +135,7 @@ class CheckpointStore:
             self.mirror.delete(self.mirror.names())
 
 
-def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
+def compile_model(model: keras.Model, settings: TrainParams, steps_per_epoch: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps_per_epoch)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
@@ -154,7 +156,8 @@ def train(
     build: Callable[[], keras.Model],
     prepared_dir: Path,
     train_count: int,
-    settings: TrainSettings,
+    settings: TrainParams,
+    seed: int,
     checkpoints: CheckpointStore | None,
     tensorboard_dir: Path | None = None,
     observers: Sequence[keras.callbacks.Callback] = (),
@@ -176,7 +179,7 @@ def train(
     validation = evaluation_batches(prepared_dir, "validation", settings.batch_size)
     for epoch in range(start, settings.epochs):
         batches = training_batches(
-            prepared_dir, settings.batch_size, settings.seed, epoch, settings.shuffle_buffer, settings.horizontal_flip
+            prepared_dir, settings.batch_size, seed, epoch, settings.shuffle_buffer, settings.horizontal_flip
         )
         result = model.fit(
             batches,

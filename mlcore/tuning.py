@@ -56,12 +56,14 @@ def plan(tune: TuneParams, baseline: Config) -> list[Config]:
 
 
 def apply(params: Params, config: Config, epochs: int | None = None) -> Params:
-    """params with a trial's configuration (and, for a trial, its rung's epoch budget)."""
-    model = params.model.model_copy(update={k: config[k] for k in ("encoder", "encoder_trainable")})
-    train = {k: config[k] for k in ("learning_rate", "batch_size", "loss")}
+    """params with a trial's configuration (and, for a trial, its rung's epoch budget), validated like
+    params.yaml itself: a configuration the schema refuses (a learning rate out of range) never trains."""
+    settings = params.model_dump()
+    settings["model"] |= {k: config[k] for k in ("encoder", "encoder_trainable")}
+    settings["train"] |= {k: config[k] for k in ("learning_rate", "batch_size", "loss")}
     if epochs is not None:
-        train["epochs"] = epochs
-    return params.model_copy(update={"model": model, "train": params.train.model_copy(update=train)})
+        settings["train"]["epochs"] = epochs
+    return Params.model_validate(settings)
 
 
 def _score(result: Result) -> float:

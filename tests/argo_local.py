@@ -81,11 +81,14 @@ def evaluate_expression(expression: str, last: NodeResult) -> bool:
     python = python.replace("||", " or ").replace("&&", " and ")
     python = re.sub(r"!(?!=)", " not ", python)
     scope = {
-        "lastRetry": type("LastRetry", (), {"status": last.status, "exitCode": last.exit_code,
-                                            "message": last.message, "duration": "1"}),
+        "lastRetry": type(
+            "LastRetry",
+            (),
+            {"status": last.status, "exitCode": last.exit_code, "message": last.message, "duration": "1"},
+        ),
         "_matches": lambda pattern, text: re.search(pattern, text) is not None,
         "asInt": int,
-    }  # fmt: skip
+    }
     return bool(eval(python, {"__builtins__": {}}, scope))  # our own generated expression, in a test
 
 
@@ -155,9 +158,25 @@ def container_run(engine: str, name: str, env: dict, env_file: Path, volumes: di
         mounts += ["--volume", f"{folder}:{path}"]
     # podman's --read-only alone would still mount a writable /tmp, /var/tmp and /run; Kubernetes does not
     read_only = ["--read-only", *(["--read-only-tmpfs=false"] if engine == "podman" else [])]
-    return [engine, "run", "--rm", "--name", name, "--network", "host", *read_only, "--user", "1000:1000",
-            "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--env-file", str(env_file),
-            *mounts]  # fmt: skip
+    return [
+        engine,
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "host",
+        *read_only,
+        "--user",
+        "1000:1000",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--env-file",
+        str(env_file),
+        *mounts,
+    ]
 
 
 class ImagePods:
@@ -174,15 +193,32 @@ class ImagePods:
     def volume_dir(root: Path, volume: str) -> Path:
         return root / "volumes" / volume
 
-    def run(self, image: str, command: list[str], env: dict, mounts: dict[str, str], root: Path, revision: str,
-            fault: Fault | None) -> tuple[NodeResult, str]:  # fmt: skip
-        digest = subprocess.run([self.engine, "image", "inspect", "--format", "{{.Digest}}", f"mlcore:{revision}"],
-                                check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    def run(
+        self,
+        image: str,
+        command: list[str],
+        env: dict,
+        mounts: dict[str, str],
+        root: Path,
+        revision: str,
+        fault: Fault | None,
+    ) -> tuple[NodeResult, str]:
+        digest = subprocess.run(
+            [self.engine, "image", "inspect", "--format", "{{.Digest}}", f"mlcore:{revision}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         assert image.endswith(f"@{digest}"), f"{image} is not the build of {revision} (mlcore:{revision}, {digest})"
         name = f"mlcore-{root.name.replace('.', '-')}-{os.getpid()}-{time.monotonic_ns()}"
         volumes = {self.volume_dir(root, volume): path for path, volume in mounts.items()}
-        podman = [*container_run(self.engine, name, env, root / "env", volumes),
-                  "--workdir", "/opt/mlcore", f"mlcore:{revision}", *command]  # fmt: skip
+        podman = [
+            *container_run(self.engine, name, env, root / "env", volumes),
+            "--workdir",
+            "/opt/mlcore",
+            f"mlcore:{revision}",
+            *command,
+        ]
 
         def kill(process: subprocess.Popen) -> None:
             subprocess.run([self.engine, "kill", "--signal", "KILL", name], capture_output=True)
@@ -190,8 +226,9 @@ class ImagePods:
         return _supervise(podman, root.with_suffix(".log"), fault, kill)
 
 
-def _supervise(command: list[str], log: Path, fault: Fault | None,
-               kill: Callable[[subprocess.Popen], None]) -> tuple[NodeResult, str]:  # fmt: skip
+def _supervise(
+    command: list[str], log: Path, fault: Fault | None, kill: Callable[[subprocess.Popen], None]
+) -> tuple[NodeResult, str]:
     """Run one pod's main process; when the fault's condition becomes true, SIGKILL it as the kernel or the
     kubelet would, and classify the attempt as Argo does."""
     with log.open("w") as sink:
@@ -323,8 +360,11 @@ class _Executor:
             stored.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_pod_path(output_dir, artifact["path"]), stored)
             run.artifacts[artifact["name"]] = stored
-        metric_scope = {**scope, "duration": f"{time.monotonic() - started:.3f}",
-                        **{f"outputs.parameters.{k}": v for k, v in run.outputs.items()}}  # fmt: skip
+        metric_scope = {
+            **scope,
+            "duration": f"{time.monotonic() - started:.3f}",
+            **{f"outputs.parameters.{k}": v for k, v in run.outputs.items()},
+        }
         for metric in template.get("metrics", {}).get("prometheus", []):
             run.gauges[metric["name"]] = substitute(metric["gauge"]["value"], metric_scope)
         self.runs[name] = run

@@ -30,9 +30,14 @@ import yaml
 EXECUTOR_USER = 8737  # the numeric USER of argoexec:<version>-nonroot (the plain image has none: root)
 KSERVE_STORAGE_INITIALIZER_USER = 1000  # python/storage-initializer.Dockerfile `USER 1000`
 MINIMAL_CONTAINER_CONTEXT = {
-    "capabilities": {"drop": ["ALL"]}, "privileged": False, "runAsNonRoot": True, "runAsUser": EXECUTOR_USER,
-    "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"},
-}  # fmt: skip
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "runAsNonRoot": True,
+    "runAsUser": EXECUTOR_USER,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 MINIMAL_POD_CONTEXT = {"runAsNonRoot": True, "runAsUser": EXECUTOR_USER, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
@@ -94,10 +99,16 @@ def workflow_pods(manifest: dict, executor: dict) -> dict[str, dict]:
             "spec": {
                 "serviceAccountName": spec["artifactGC"].get("serviceAccountName", "default"),
                 "securityContext": dict(MINIMAL_POD_CONTEXT),
-                "containers": [{"name": "main", "image": executor.get("image", ""), "args": ["artifact", "delete"],
-                                "securityContext": dict(MINIMAL_CONTAINER_CONTEXT)}],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": executor.get("image", ""),
+                        "args": ["artifact", "delete"],
+                        "securityContext": dict(MINIMAL_CONTAINER_CONTEXT),
+                    }
+                ],
             },
-        }  # fmt: skip
+        }
     return pods
 
 
@@ -133,8 +144,10 @@ def predictor_pod(service: dict, storage_containers: dict[str, dict]) -> dict:
     }
     chosen = service["spec"]["predictor"].get("storageContainerName", "default")
     if chosen not in storage_containers:
-        raise KeyError(f"ClusterStorageContainer {chosen!r} does not exist: KServe's pod webhook refuses every "
-                       "predictor pod, and the InferenceService stays pending")  # fmt: skip
+        raise KeyError(
+            f"ClusterStorageContainer {chosen!r} does not exist: KServe's pod webhook refuses every "
+            "predictor pod, and the InferenceService stays pending"
+        )
     initializer = _merge_container(initializer, storage_containers[chosen]["spec"]["container"])
     user.setdefault("volumeMounts", []).append(
         {"name": "kserve-provision-location", "mountPath": "/mnt/models", "readOnly": True}
@@ -149,6 +162,9 @@ def predictor_pod(service: dict, storage_containers: dict[str, dict]) -> dict:
 # kserve.storage.containerSecurityContext, which has no seccompProfile unless set, as cluster-conf does.)
 KSERVE_DEFAULT_STORAGE_CONTAINER = {
     "metadata": {"name": "default"},
-    "spec": {"container": {"name": "storage-initializer", "image": "kserve/storage-initializer:v0.20.0"},
-             "supportedUriFormats": [{"prefix": "s3://"}], "workloadType": "initContainer"},
-}  # fmt: skip
+    "spec": {
+        "container": {"name": "storage-initializer", "image": "kserve/storage-initializer:v0.20.0"},
+        "supportedUriFormats": [{"prefix": "s3://"}],
+        "workloadType": "initContainer",
+    },
+}

@@ -101,8 +101,12 @@ def copy_project(target: Path, skip_outputs: bool = True) -> Path:
     return target
 
 
-IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}  # fmt: skip
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -188,8 +192,9 @@ def built_image(project: Path):
     commit = git(project, "rev-parse", "HEAD").strip()
     tags = [f"mlcore:{commit}", f"mlcore:{git(project, 'rev-parse', '--short', 'HEAD').strip()}"]
     try:
-        yield subprocess.run([engine, "image", "inspect", "--format", "{{.Digest}}", tags[0]], check=True,
-                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+        yield subprocess.run(
+            [engine, "image", "inspect", "--format", "{{.Digest}}", tags[0]], check=True, capture_output=True, text=True
+        ).stdout.strip()
     finally:
         subprocess.run([engine, "rmi", *tags], capture_output=True)
 
@@ -198,10 +203,21 @@ def built_image(project: Path):
 def git_daemon(base: Path, port: int):
     """A git server on loopback (git://127.0.0.1:PORT/<repo>) that accepts pushes, for pods in containers."""
     daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", f"--base-path={base}",
-         "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while not port_is_open(port):

@@ -43,20 +43,27 @@ class KServeStandIn:
         assert service["kind"] == "InferenceService" and service["apiVersion"] == "serving.kserve.io/v1beta1"
         self.services.append(service)
         (container,) = service["spec"]["predictor"]["containers"]
-        env = {e["name"]: e["value"] if "value" in e else self._secret(e["valueFrom"]["secretKeyRef"])
-               for e in container["env"]}  # fmt: skip
+        env = {
+            e["name"]: e["value"] if "value" in e else self._secret(e["valueFrom"]["secretKeyRef"])
+            for e in container["env"]
+        }
         env = {name: value for name, value in env.items() if value is not None}
         models = self._storage_initializer(env.pop("STORAGE_URI"))
         env["STORAGE_URI"] = "/mnt/models"
         tmp = self.workdir / f"predictor-{len(self.containers)}-tmp"
         tmp.mkdir(parents=True)
-        args = [str(self.port) if previous == "--port" else arg
-                for previous, arg in zip(["", *container["args"][:-1]], container["args"], strict=True)]  # fmt: skip
+        args = [
+            str(self.port) if previous == "--port" else arg
+            for previous, arg in zip(["", *container["args"][:-1]], container["args"], strict=True)
+        ]
         name = f"mlcore-predictor-{os.getpid()}-{len(self.containers)}"
         volumes = {models: "/mnt/models:ro", tmp: "/tmp"}  # KServe mounts the model read-only
         run = container_run(self.engine, name, env, self.workdir / f"{name}.env", volumes)
-        subprocess.run([*run, "--detach", self.images[container["image"]], *container["command"], *args],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*run, "--detach", self.images[container["image"]], *container["command"], *args],
+            check=True,
+            capture_output=True,
+        )
         self.containers.append(name)
         self._kubelet_probes(container)
 
@@ -106,8 +113,10 @@ class KServeStandIn:
         return target
 
     def logs(self) -> str:
-        return "".join(subprocess.run([self.engine, "logs", name], capture_output=True, text=True).stdout
-                       for name in self.containers)  # fmt: skip
+        return "".join(
+            subprocess.run([self.engine, "logs", name], capture_output=True, text=True).stdout
+            for name in self.containers
+        )
 
     def stop(self) -> None:
         for name in self.containers:

@@ -74,9 +74,16 @@ def test_argo_injected_containers_without_the_executor_security_context_are_reje
 
 
 def _service(storage_container: str | None = "mlcore-restricted") -> dict:
-    service = inference_service("pet-segmenter", "mlcore", "registry.example/mlcore@sha256:0",
-                                "s3://mlcore/serving/pet-segmenter/abc", "v1", "c0ffee", "s3://mlcore/feedback",
-                                "http://mlcore-s3.mlcore.svc:8333")  # fmt: skip
+    service = inference_service(
+        "pet-segmenter",
+        "mlcore",
+        "registry.example/mlcore@sha256:0",
+        "s3://mlcore/serving/pet-segmenter/abc",
+        "v1",
+        "c0ffee",
+        "s3://mlcore/feedback",
+        "http://mlcore-s3.mlcore.svc:8333",
+    )
     if storage_container is None:
         del service["spec"]["predictor"]["storageContainerName"]
     return service

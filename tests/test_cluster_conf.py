@@ -31,7 +31,8 @@ from mlcore.params import load_params
 from mlcore.storage.seaweed import Credentials, LocalS3Server
 from tests.helpers import REPO_ROOT, free_port_block
 from tests.pod_security import violations
-from workflows.pipeline import ARTIFACT_GC_ACCOUNT, GIT_SECRET, NAMESPACE, S3_SECRET, SERVICE_ACCOUNT
+from workflows.names import NAMESPACE
+from workflows.pipeline import ARTIFACT_GC_ACCOUNT, GIT_SECRET, S3_SECRET, SERVICE_ACCOUNT
 from workflows.pods import UID
 from workflows.retrain import RETRAIN, RETRAIN_ACCOUNT
 from workflows.serving import DEPLOYER_ACCOUNT, FEEDBACK_SECRET, SERVING_ACCOUNT, SERVING_SECRET, STORAGE_CONTAINER
@@ -98,9 +99,14 @@ def test_kustomizations_list_existing_files_and_pinned_remote_bases():
 def test_names_match_the_generated_workflows_and_the_inference_service():
     assert [ns["metadata"]["name"] for ns in by_kind("Namespace")] == [NAMESPACE]
     assert {sa["metadata"]["name"] for sa in by_kind("ServiceAccount")} == {
-        SERVICE_ACCOUNT, DEPLOYER_ACCOUNT, ARTIFACT_GC_ACCOUNT, SERVING_ACCOUNT, RETRAIN_ACCOUNT,
-        SENSOR_ACCOUNT, EVENTS_ACCOUNT,
-    }  # fmt: skip
+        SERVICE_ACCOUNT,
+        DEPLOYER_ACCOUNT,
+        ARTIFACT_GC_ACCOUNT,
+        SERVING_ACCOUNT,
+        RETRAIN_ACCOUNT,
+        SENSOR_ACCOUNT,
+        EVENTS_ACCOUNT,
+    }
     assert {s["metadata"]["name"] for s in by_kind("Secret")} == {
         S3_SECRET,
         SERVING_SECRET,
@@ -174,8 +180,9 @@ def test_controller_configuration_pins_every_argo_image_and_secures_the_executor
         f"https://github.com/argoproj/argo-workflows//manifests/cluster-install?ref={ARGO_RELEASE}"
     ]
     assert {image["name"]: image["newTag"] for image in kustomization["images"]} == {
-        "quay.io/argoproj/workflow-controller": ARGO_RELEASE, "quay.io/argoproj/argocli": ARGO_RELEASE,
-    }  # fmt: skip
+        "quay.io/argoproj/workflow-controller": ARGO_RELEASE,
+        "quay.io/argoproj/argocli": ARGO_RELEASE,
+    }
     data = yaml.safe_load(CONTROLLER_CONFIG.read_text())["data"]
     executor = yaml.safe_load(data["executor"])
     assert executor["image"] == f"quay.io/argoproj/argoexec:{ARGO_RELEASE}-nonroot"  # USER 8737; plain runs as root
@@ -218,8 +225,12 @@ def test_demo_s3_serving_keys_read_releases_write_feedback_and_nothing_else(tmp_
     """The identities the demo S3 pod writes, on a real local SeaweedFS server."""
     config_map = named("ConfigMap", "mlcore-s3-identities")
     template = config_map["data"]["identities.json"]
-    keys = {"PIPELINE_KEY": "pipelinekey", "PIPELINE_SECRET": "pipelinesecret0123456789",
-            "SERVING_KEY": "servingkey", "SERVING_SECRET": "servingsecret0123456789"}  # fmt: skip
+    keys = {
+        "PIPELINE_KEY": "pipelinekey",
+        "PIPELINE_SECRET": "pipelinesecret0123456789",
+        "SERVING_KEY": "servingkey",
+        "SERVING_SECRET": "servingsecret0123456789",
+    }
     for name, value in keys.items():
         template = template.replace(f"${{{name}}}", value)
     identities = json.loads(template)["identities"]
@@ -247,21 +258,42 @@ def test_demo_s3_serving_keys_read_releases_write_feedback_and_nothing_else(tmp_
 
 # Keys of Argo v4.1.2's controller Config (config/config.go): the controller parses its ConfigMap strictly and
 # exits on an unknown key, at any depth.
-CONTROLLER_KEYS = {"executor", "workflowRestrictions", "failedPodRestart", "artifactRepository", "metricsConfig",
-                   "workflowDefaults", "parallelism", "namespaceParallelism", "podGCGracePeriodSeconds"}  # fmt: skip
+CONTROLLER_KEYS = {
+    "executor",
+    "workflowRestrictions",
+    "failedPodRestart",
+    "artifactRepository",
+    "metricsConfig",
+    "workflowDefaults",
+    "parallelism",
+    "namespaceParallelism",
+    "podGCGracePeriodSeconds",
+}
 
 
 def test_controller_configuration_parses_as_argo_parses_it():
     data = yaml.safe_load(CONTROLLER_CONFIG.read_text())["data"]
     assert set(data) <= CONTROLLER_KEYS
     executor = yaml.safe_load(data["executor"])  # a corev1.Container: validated as one, strictly
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "executor"},
-           "spec": {"containers": [{"name": "wait", **executor}]}}  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "executor"},
+        "spec": {"containers": [{"name": "wait", **executor}]},
+    }
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
     assert set(yaml.safe_load(data["workflowRestrictions"])) == {"templateReferencing"}
     assert set(yaml.safe_load(data["failedPodRestart"])) <= {"enabled", "maxRestarts"}
-    assert set(yaml.safe_load(data["metricsConfig"])) <= {"enabled", "path", "port", "metricsTTL", "ignoreErrors",
-                                                          "secure", "modifiers", "temporality"}  # fmt: skip
+    assert set(yaml.safe_load(data["metricsConfig"])) <= {
+        "enabled",
+        "path",
+        "port",
+        "metricsTTL",
+        "ignoreErrors",
+        "secure",
+        "modifiers",
+        "temporality",
+    }
 
 
 # Argo Events v1.9.11 (api/jsonschema/schema.json, generated from pkg/apis/events/v1alpha1): every field of each type
@@ -365,8 +397,17 @@ ARGO_EVENTS_IMAGE = f"quay.io/argoproj/argo-events:{ARGO_EVENTS_RELEASE}"
 JETSTREAM_IMAGES = {
     "2.10.29": ("nats:2.10.29", "natsio/nats-server-config-reloader:0.14.0", "natsio/prometheus-nats-exporter:0.14.0")
 }
-POD_FIELDS = ("serviceAccountName", "volumes", "securityContext", "nodeSelector", "tolerations", "affinity",
-              "imagePullSecrets", "priorityClassName", "priority")  # fmt: skip
+POD_FIELDS = (
+    "serviceAccountName",
+    "volumes",
+    "securityContext",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "imagePullSecrets",
+    "priorityClassName",
+    "priority",
+)
 
 
 def _secret_names(value) -> set[str]:
@@ -390,15 +431,20 @@ def _argo_events_pods() -> dict[str, dict]:
     the template's pod fields as they are, its container fields merged into the controller's container, an
     emptyDir on /tmp and every Secret a SecretKeySelector names mounted as a volume."""
     pods = {}
-    for kind, name, command in (("EventSource", EVENT_SOURCE, "eventsource-service"),
-                                ("Sensor", RETRAIN, "sensor-service")):  # fmt: skip
+    for kind, name, command in (
+        ("EventSource", EVENT_SOURCE, "eventsource-service"),
+        ("Sensor", RETRAIN, "sensor-service"),
+    ):
         obj = named(kind, name)
         template = obj["spec"]["template"]
         secrets = sorted(_secret_names(obj["spec"]))
         container = {
-            "name": "main", "image": ARGO_EVENTS_IMAGE, "args": [command],
-            "ports": [{"name": "metrics", "containerPort": 7777}], **template.get("container", {}),
-        }  # fmt: skip
+            "name": "main",
+            "image": ARGO_EVENTS_IMAGE,
+            "args": [command],
+            "ports": [{"name": "metrics", "containerPort": 7777}],
+            **template.get("container", {}),
+        }
         container["volumeMounts"] = [*container.get("volumeMounts", []), {"name": "tmp", "mountPath": "/tmp"}] + [
             {"name": f"secret-{s}", "readOnly": True, "mountPath": f"/argo-events/secrets/{s}"} for s in secrets
         ]
@@ -413,23 +459,34 @@ def _argo_events_pods() -> dict[str, dict]:
     ports = {"main": [4222, 6222, 8222], "reloader": [], "metrics": [7777]}
     containers = [
         {
-            "name": name, "image": image, "ports": [{"containerPort": port} for port in ports[name]],
-            "volumeMounts": [] if name == "metrics" else mounts, **bus.get(template, {}),
+            "name": name,
+            "image": image,
+            "ports": [{"containerPort": port} for port in ports[name]],
+            "volumeMounts": [] if name == "metrics" else mounts,
+            **bus.get(template, {}),
         }
         for name, image, template in zip(
             ports, images, ("containerTemplate", "reloaderContainerTemplate", "metricsContainerTemplate"), strict=True
         )
-    ]  # fmt: skip
+    ]
     containers[0]["volumeMounts"] = [*mounts, {"name": "js-data", "mountPath": "/data/jetstream"}]
     volumes = [
         {"name": "pid", "emptyDir": {}},
-        {"name": "config-volume", "projected": {"sources": [{"configMap": {"name": "eventbus-default-js-config"}},
-                                                            {"secret": {"name": "eventbus-default-js-server"}}]}},
+        {
+            "name": "config-volume",
+            "projected": {
+                "sources": [
+                    {"configMap": {"name": "eventbus-default-js-config"}},
+                    {"secret": {"name": "eventbus-default-js-server"}},
+                ]
+            },
+        },
         {"name": "js-data", "emptyDir": {}},
-    ]  # fmt: skip
+    ]
     spec = {field: bus[field] for field in POD_FIELDS if field in bus}
-    pods["EventBus"] = _pod("eventbus-default-js-0", {**spec, "shareProcessNamespace": True, "containers": containers,
-                                                       "volumes": volumes})  # fmt: skip
+    pods["EventBus"] = _pod(
+        "eventbus-default-js-0", {**spec, "shareProcessNamespace": True, "containers": containers, "volumes": volumes}
+    )
     return pods
 
 
@@ -444,8 +501,12 @@ def test_argo_events_pods_are_valid_and_admitted_under_restricted(kind):
 
 def test_event_source_service_and_bus_agree():
     source, bus = named("EventSource", EVENT_SOURCE), named("EventBus", "default")
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{EVENT_SOURCE}-eventsource-svc"},
-               "spec": {"ports": source["spec"]["service"]["ports"]}}  # fmt: skip
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{EVENT_SOURCE}-eventsource-svc"},
+        "spec": {"ports": source["spec"]["service"]["ports"]},
+    }
     kubernetes_validate.validate(service, KUBERNETES_VERSION, strict=True)
     (webhook,) = source["spec"]["webhook"].values()
     assert [p["targetPort"] for p in service["spec"]["ports"]] == [int(webhook["port"])]
@@ -471,9 +532,12 @@ def test_the_sensor_submits_the_retrain_template_at_most_once_an_hour():
     # One name an hour: the hour's first submission runs, `argo submit` refuses the others (AlreadyExists).
     hourly = '-{{ .Input.time | substr 0 13 | replace "T" "-" }}'  # sprig, on the event's RFC 3339 UTC time
     assert submit["parameters"] == [
-        {"src": {"dependencyName": dependency["name"], "contextTemplate": hourly}, "dest": "metadata.name",
-         "operation": "append"},
-    ]  # fmt: skip
+        {
+            "src": {"dependencyName": dependency["name"], "contextTemplate": hourly},
+            "dest": "metadata.name",
+            "operation": "append",
+        },
+    ]
     name = workflow["metadata"]["name"] + "-" + "2026-01-02T15:04:05Z"[:13].replace("T", "-")
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, name
     assert "generateName" not in workflow["metadata"]

@@ -42,14 +42,17 @@ def columns(white: int, count: int = 1) -> np.ndarray:
 
 
 def tensor_body(images: np.ndarray) -> dict:
-    return {"inputs": [{"name": "image", "shape": list(images.shape), "datatype": "UINT8",
-                        "data": images.ravel().tolist()}]}  # fmt: skip
+    return {
+        "inputs": [{"name": "image", "shape": list(images.shape), "datatype": "UINT8", "data": images.ravel().tolist()}]
+    }
 
 
 def png_body(width: int, height: int, color: tuple[int, int, int], outputs: tuple[str, ...] = ("mask",)) -> dict:
     image = np.full((height, width, 3), color, np.uint8)
-    return {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [_png(image)]}],
-            "outputs": [{"name": name} for name in outputs]}  # fmt: skip
+    return {
+        "inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [_png(image)]}],
+        "outputs": [{"name": name} for name in outputs],
+    }
 
 
 def infer(url: str, body: dict) -> None:
@@ -100,8 +103,11 @@ def test_verdicts_and_thresholds():
 
 def test_served_histograms_reads_the_servers_cumulative_buckets():
     """Values at the edges too: Prometheus' buckets and mlcore.drift.bucket_of count them alike."""
-    values = {"brightness": [0.0, 0.1, 0.35, 0.9, 0.95], "long_side": [8, 64, 65, 4096, 5000, 300],
-              "pet_fraction": [0.0, 0.05, 0.5, 1.0]}  # fmt: skip
+    values = {
+        "brightness": [0.0, 0.1, 0.35, 0.9, 0.95],
+        "long_side": [8, 64, 65, 4096, 5000, 300],
+        "pet_fraction": [0.0, 0.05, 0.5, 1.0],
+    }
     metrics = ServerMetrics()
     metrics.observe_served(values)
     served = report.served_histograms(generate_latest(metrics.registry).decode())
@@ -150,10 +156,14 @@ def test_the_server_counts_the_signals_of_answered_requests_only(pet_server):
     infer(pet_server, tensor_body(columns(3, count=2)))
     infer(pet_server, png_body(300, 100, (200, 0, 0)))
     infer(pet_server, png_body(8, 8, BLACK, outputs=("probabilities",)))
-    bad = [("/v2/models/pet-segmenter/infer", {"inputs": [{**tensor_body(columns(3))["inputs"][0], "data": [0]}]}),
-           ("/v2/models/other/infer", tensor_body(columns(3))),
-           ("/v2/models/pet-segmenter/infer", {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
-                                                           "data": ["bm90IGFuIGltYWdl"]}]})]  # fmt: skip
+    bad = [
+        ("/v2/models/pet-segmenter/infer", {"inputs": [{**tensor_body(columns(3))["inputs"][0], "data": [0]}]}),
+        ("/v2/models/other/infer", tensor_body(columns(3))),
+        (
+            "/v2/models/pet-segmenter/infer",
+            {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": ["bm90IGFuIGltYWdl"]}]},
+        ),
+    ]
     for path, body in bad:
         assert requests.post(f"{pet_server}{path}", json=body, timeout=30).status_code in (400, 404, 415)
     served = report.served_histograms(requests.get(f"{pet_server}/metrics", timeout=10).text)
@@ -178,15 +188,18 @@ def test_the_report_from_the_servers_metrics_and_the_manifest(tmp_path, monkeypa
         for _ in range(4):
             infer(url, tensor_body(np.concatenate([columns(white) for white in range(8)])))
         shares = [white / 8 for white in range(8)] * 5
-        training = {"brightness": drift.histogram(shares * 10, SIGNALS["brightness"]),
-                    "long_side": drift.histogram([500] * 400, SIGNALS["long_side"]),
-                    "pet_fraction": drift.histogram(shares * 10, SIGNALS["pet_fraction"])}  # fmt: skip
+        training = {
+            "brightness": drift.histogram(shares * 10, SIGNALS["brightness"]),
+            "long_side": drift.histogram([500] * 400, SIGNALS["long_side"]),
+            "pet_fraction": drift.histogram(shares * 10, SIGNALS["pet_fraction"]),
+        }
         manifest = report.training_histograms(manifest_of(training))
         rows = report.compare(manifest, report.served_histograms(requests.get(f"{url}/metrics", timeout=10).text))
         assert [(row.signal, row.training_count, row.served_count, row.verdict) for row in rows] == [
-            ("brightness", 400, 40, "no shift"), ("long_side", 400, 40, "large shift"),
+            ("brightness", 400, 40, "no shift"),
+            ("long_side", 400, 40, "large shift"),
             ("pet_fraction", 400, 40, "no shift"),
-        ]  # fmt: skip
+        ]
         assert rows[1].psi > 1  # the smoothing keeps the others above 0 (40 served images)
         early = report.compare(manifest, report.served_histograms(few))
         assert [row.verdict for row in early] == ["too few requests"] * 3 and early[0].served_count == 3

@@ -55,7 +55,17 @@ def test_missing_required_section_and_bad_checksum(tmp_path):
     with pytest.raises(ParamsError) as error:
         load_params(write(tmp_path, data))
     assert "data.archives.images.sha256: got 'abc'" in str(error.value)
-    assert "data.archives.annotations: got" in str(error.value) and "Field required" in str(error.value)
+    assert "data.archives.annotations: missing; add it (params.yaml holds every setting" in str(error.value)
+
+
+def test_the_schema_has_no_defaults_of_its_own(tmp_path):
+    """params.yaml holds the only values: a setting left out is an error, never a value from the code."""
+    data = default_params()
+    del data["train"]["adversarial"]["fraction"], data["robustness"]["seed"]
+    with pytest.raises(ParamsError) as error:
+        load_params(write(tmp_path, data))
+    assert "2 invalid setting(s)" in str(error.value)
+    assert "train.adversarial.fraction: missing" in str(error.value) and "robustness.seed: missing" in str(error.value)
 
 
 def test_sample_side_bounds_are_ordered(tmp_path):

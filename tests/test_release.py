@@ -22,8 +22,20 @@ def test_failed_gate_prints_the_table_exits_non_zero_and_exports_nothing(tmp_pat
     attacked = {"eps_2": {"calibrated": {"mean_iou": 0.31}}}
     (project / "metrics" / "robustness.json").write_text(json.dumps({"attacks": {"pgd": attacked}}))
     robust = {"attack": "pgd", "epsilon": 2, "value": 0.5}
-    write_params(project, {"release": {"gate": {"min_mean_iou": 0.99, "min_pet_iou": 0.0, "min_pixel_accuracy": 0.0,
-                                                 "max_ece": 0.0001, "min_robust_mean_iou": robust}}})  # fmt: skip
+    write_params(
+        project,
+        {
+            "release": {
+                "gate": {
+                    "min_mean_iou": 0.99,
+                    "min_pet_iou": 0.0,
+                    "min_pixel_accuracy": 0.0,
+                    "max_ece": 0.0001,
+                    "min_robust_mean_iou": robust,
+                }
+            }
+        },
+    )
     result = run(project, "python", "-m", "mlcore.stages.release", check=False)
     assert result.returncode != 0
     failed = "calibrated mean IoU, calibrated ECE, calibrated mean IoU, PGD eps 2/255"

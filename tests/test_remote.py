@@ -20,8 +20,11 @@ pytestmark = pytest.mark.slow  # trains, serves or moves real data: `make test-f
 
 
 def md5_tree(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 class Project:
@@ -70,8 +73,13 @@ def test_credentials_stay_out_of_git_and_are_required(project):
     assert oct((project.root / ".cache/s3/identities.json").stat().st_mode & 0o777) == "0o600"
     assert oct((project.root / ".dvc/config.local").stat().st_mode & 0o777) == "0o600"  # it holds the keys
     assert remote.secret_key not in repr(remote)
-    anonymous = boto3.client("s3", endpoint_url=remote.endpoint, region_name="us-east-1",
-                             aws_access_key_id="nobody", aws_secret_access_key="wrong")  # fmt: skip
+    anonymous = boto3.client(
+        "s3",
+        endpoint_url=remote.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="nobody",
+        aws_secret_access_key="wrong",
+    )
     with pytest.raises(ClientError):
         anonymous.list_objects_v2(Bucket=remote.bucket)
     assert remote.client().list_objects_v2(Bucket=remote.bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
@@ -128,7 +136,8 @@ def test_deleted_and_altered_objects_are_detected(project, tmp_path):
     pulled = run(clone, "dvc", "pull", "prepare", check=False)
     assert pulled.returncode != 0  # DVC (verify = true) refuses the altered object and lacks the deleted one
     assert not (clone / "data/prepared").exists() or md5_tree(clone / "data/prepared") != md5_tree(
-        project.root / "data/prepared")  # fmt: skip
+        project.root / "data/prepared"
+    )
 
 
 def test_server_killed_during_push_then_push_completes(project, tmp_path):
@@ -137,8 +146,14 @@ def test_server_killed_during_push_then_push_completes(project, tmp_path):
     big.write_bytes(os.urandom(192 << 20))
     project.sh("dvc", "add", "data/big.bin")
     env = {**os.environ, **project.env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    push = subprocess.Popen(["dvc", "push", "data/big.bin.dvc"], cwd=project.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    push = subprocess.Popen(
+        ["dvc", "push", "data/big.bin.dvc"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     time.sleep(1.0)
     server_pid = int((project.root / ".cache/s3/weed.pid").read_text())
     os.kill(server_pid, signal.SIGKILL)

@@ -44,8 +44,20 @@ def test_provenance_names_commit_params_and_every_hash(released):
     lock_text = (root / "dvc.lock").read_text()
     assert record["source"]["dirty"] is False and len(record["source"]["commit"]) == 40
     assert record["stages"]["train"]["outs"]["models/model.keras"] in lock_text
-    stages = {"fetch", "inflow", "prepare", "plan", "select", "train", "calibrate", "evaluate", "robustness",
-              "champion", "compare", "release"}  # fmt: skip
+    stages = {
+        "fetch",
+        "inflow",
+        "prepare",
+        "plan",
+        "select",
+        "train",
+        "calibrate",
+        "evaluate",
+        "robustness",
+        "champion",
+        "compare",
+        "release",
+    }
     stages |= {"rung0@0", "rung0@1", "rung1@0"}  # TINY_OVERRIDES: 2 trials, then the best 1
     assert set(record["stages"]) == stages
     assert record["tuning"] == json.loads((root / "tuning/best.json").read_text())  # the configuration it used
@@ -151,15 +163,25 @@ def test_make_serve_answers_a_v2_client_like_the_evaluate_stage(released):
         assert metadata["parameters"]["git_commit"] == provenance["source"]["commit"]  # the code that trained it
         _, images, labels = load_split_arrays(root / "data/prepared", "test")
         image = images[:1].astype(np.uint8)
-        body = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
-                            "data": image.ravel().tolist()}], "outputs": [{"name": "mask"}]}  # fmt: skip
+        body = {
+            "inputs": [
+                {"name": "image", "shape": list(image.shape), "datatype": "UINT8", "data": image.ravel().tolist()}
+            ],
+            "outputs": [{"name": "mask"}],
+        }
         (mask,) = requests.post(f"{url}/models/pet-segmenter/infer", json=body, timeout=60).json()["outputs"]
         token_file = root / ".cache" / "feedback-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
-        sample = {key: base64.b64encode(_png(array)).decode() for key, array in
-                  (("image", image[0]), ("mask", (labels[0] + 1).astype(np.uint8)))}  # fmt: skip
-        answer = requests.post(f"{url}/models/pet-segmenter/feedback", json=sample, timeout=60,
-                               headers={"authorization": f"Bearer {token_file.read_text().strip()}"})  # fmt: skip
+        sample = {
+            key: base64.b64encode(_png(array)).decode()
+            for key, array in (("image", image[0]), ("mask", (labels[0] + 1).astype(np.uint8)))
+        }
+        answer = requests.post(
+            f"{url}/models/pet-segmenter/feedback",
+            json=sample,
+            timeout=60,
+            headers={"authorization": f"Bearer {token_file.read_text().strip()}"},
+        )
         assert answer.status_code == 201, answer.text
         remote = default_remote(root)
         stored = remote.client().list_objects_v2(Bucket=remote.bucket, Prefix="feedback/images/")["Contents"]
@@ -206,5 +228,8 @@ def test_inference_service_of_a_release_tag_is_valid(released):
     (predictor,) = service["spec"]["predictor"]["containers"]
     assert predictor["image"] == f"reg/mlcore:{commit}"
     assert {"name": "STORAGE_URI", "value": f"s3://mlcore/serving/pet-segmenter/{release_md5}"} in predictor["env"]
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
-                                  "spec": {"containers": [predictor]}}, "1.33", strict=True)  # fmt: skip
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": {"containers": [predictor]}},
+        "1.33",
+        strict=True,
+    )

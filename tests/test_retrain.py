@@ -43,8 +43,11 @@ def _send_traffic_and_feedback(url: str, token: str) -> tuple[int, int]:
     stored = refused = 0
     auth = {"authorization": f"Bearer {token}"}
     for _, image, trimap in sample_pairs(5, seed=3):
-        body = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
-                            "data": [base64.b64encode(image).decode()]}]}  # fmt: skip
+        body = {
+            "inputs": [
+                {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(image).decode()]}
+            ]
+        }
         assert requests.post(f"{url}/infer", json=body, timeout=60).status_code == 200
         sample = {"image": base64.b64encode(image).decode(), "mask": base64.b64encode(trimap).decode()}
         stored += requests.post(f"{url}/feedback", json=sample, headers=auth, timeout=60).status_code == 201
@@ -58,8 +61,9 @@ def _drop_files(client, bucket: str) -> None:
     """Three good samples, one of them also under a second name, and three bad objects."""
     keys = drop_inflow(client, bucket, "inflow", 3, seed=91)
     first = client.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
-    trimap = client.get_object(Bucket=bucket, Key=keys[0].replace("images/", "annotations/trimaps/").replace(
-        ".jpg", ".png"))["Body"].read()  # fmt: skip
+    trimap = client.get_object(
+        Bucket=bucket, Key=keys[0].replace("images/", "annotations/trimaps/").replace(".jpg", ".png")
+    )["Body"].read()
     client.put_object(Bucket=bucket, Key="inflow/annotations/trimaps/again_1.png", Body=trimap)
     client.put_object(Bucket=bucket, Key="inflow/images/again_1.jpg", Body=first)
     client.put_object(Bucket=bucket, Key="inflow/images/broken_1.jpg", Body=b"not a JPEG")  # and no trimap

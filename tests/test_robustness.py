@@ -15,15 +15,16 @@ import yaml
 from mlcore.attacks import attack_loss, fgsm, logits_model, pgd
 from mlcore.model.serialize import load_model, weights_digest
 from mlcore.model.unet import build_unet
-from mlcore.params import AdversarialTrainingParams, RobustnessParams
+from mlcore.params import AdversarialTrainingParams, TrainParams, load_params
 from mlcore.predict import predict_split
 from mlcore.robustness import measure_robustness
 from mlcore.robustness_scores import epsilon_key
-from mlcore.training import AdversarialTraining, CheckpointStore, TrainSettings, train
-from tests.helpers import run
+from mlcore.training import AdversarialTraining, CheckpointStore, train
+from tests.helpers import REPO_ROOT, run
 from tests.shared_pipeline import ReleasedPipeline
 
 SEED = tf.constant([1, 0], tf.int64)
+OFF = AdversarialTrainingParams(fraction=0.0, epsilon=2)  # plain training
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +97,17 @@ def _train(prepared, count: int, epochs: int, learning_rate: float, adversarial:
     keras.backend.clear_session()  # the same layer names in every build of this process
     keras.utils.set_random_seed(42)
     tf.config.experimental.enable_op_determinism()
-    settings = TrainSettings(epochs, 8, learning_rate, "cross_entropy", True, 64, 42, adversarial)
+    settings = TrainParams(
+        epochs=epochs,
+        batch_size=8,
+        learning_rate=learning_rate,
+        loss="cross_entropy",
+        horizontal_flip=True,
+        shuffle_buffer=64,
+        adversarial=adversarial,
+    )
     build = lambda: build_unet(32, "mobilenet_v2", decoder_filters=(16, 8, 8, 8))  # noqa: E731
-    return train(build, prepared, count, settings, **kwargs)[0]
+    return train(build, prepared, count, settings, 42, **kwargs)[0]
 
 
 @pytest.mark.slow
@@ -107,9 +116,10 @@ def test_attacks_lower_a_trained_models_iou_as_the_budget_grows(tiny_release: Re
     this trains one that segments (20 epochs, ~10 s) and measures it as the stage does."""
     prepared = tiny_release.project / "data/prepared"
     count = _read(prepared, "manifest.json")["splits"]["train"]["count"]
-    model = _train(prepared, count, 20, 0.01, AdversarialTrainingParams(), checkpoints=None)
+    model = _train(prepared, count, 20, 0.01, OFF, checkpoints=None)
     test = predict_split(model, prepared, "test", 8)
-    measured = measure_robustness(model, {"method": "temperature", "temperature": 1.0}, test, RobustnessParams(), 8)
+    settings = load_params(REPO_ROOT / "params.yaml").robustness
+    measured = measure_robustness(model, {"method": "temperature", "temperature": 1.0}, test, settings, 8)
     curves = {
         attack: [measured.results[attack][epsilon_key(e)]["calibrated"]["mean_iou"] for e in (0, 1, 2, 4, 8)]
         for attack in ("fgsm", "pgd")
@@ -163,7 +173,7 @@ def test_adversarial_training_is_deterministic_resumes_exactly_and_changes_the_w
     adversarial = _train(prepared, count, 2, 0.002, half, checkpoints=None)
     assert type(adversarial) is not AdversarialTraining  # what is saved and served is the plain U-Net
     assert weights_digest(_train(prepared, count, 2, 0.002, half, checkpoints=None)) == weights_digest(adversarial)
-    plain = _train(prepared, count, 2, 0.002, AdversarialTrainingParams(), checkpoints=None)
+    plain = _train(prepared, count, 2, 0.002, OFF, checkpoints=None)
     assert weights_digest(plain) != weights_digest(adversarial)
 
     store = CheckpointStore(tmp_path / "checkpoints", "fingerprint")

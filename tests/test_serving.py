@@ -49,8 +49,14 @@ def make_release(directory):
     directory.mkdir()
     save_model(model, directory / "model.keras")
     export_saved_model(model, CALIBRATOR, SIZE, directory / "saved_model")
-    release = {"model_name": MODEL, "image_size": SIZE, "class_names": ["pet", "background", "border"],
-               "model_sha256": "ab" * 32, "calibrator_sha256": "cd" * 32, "calibrator": CALIBRATOR}  # fmt: skip
+    release = {
+        "model_name": MODEL,
+        "image_size": SIZE,
+        "class_names": ["pet", "background", "border"],
+        "model_sha256": "ab" * 32,
+        "calibrator_sha256": "cd" * 32,
+        "calibrator": CALIBRATOR,
+    }
     (directory / "release.json").write_text(json.dumps(release))
     return model
 
@@ -64,16 +70,38 @@ def server(tmp_path_factory):
     s3 = LocalS3Server(root / "s3", port=free_port_block(), bucket="mlcore")
     s3.start(credentials)
     port = free_port_block()
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "MLCORE_FEEDBACK_URL": "s3://mlcore/feedback",
-           "MLCORE_FEEDBACK_TOKEN": TOKEN, "MLCORE_FEEDBACK_PER_HOUR": str(FEEDBACK_PER_HOUR),
-           "MLCORE_S3_ENDPOINT": s3.endpoint, "AWS_ACCESS_KEY_ID": credentials.access_key,
-           "AWS_SECRET_ACCESS_KEY": credentials.secret_key}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "MLCORE_FEEDBACK_URL": "s3://mlcore/feedback",
+        "MLCORE_FEEDBACK_TOKEN": TOKEN,
+        "MLCORE_FEEDBACK_PER_HOUR": str(FEEDBACK_PER_HOUR),
+        "MLCORE_S3_ENDPOINT": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+    }
     process = subprocess.Popen(
-        ["python", "-m", "mlcore.serving", "--release-dir", str(root / "release"), "--provenance",
-         str(root / "provenance.json"), "--version", "model@v9.9.9", "--port", str(port),
-         "--batch-delay-ms", "25"],  # long enough that concurrent test requests always share a model call
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            "python",
+            "-m",
+            "mlcore.serving",
+            "--release-dir",
+            str(root / "release"),
+            "--provenance",
+            str(root / "provenance.json"),
+            "--version",
+            "model@v9.9.9",
+            "--port",
+            str(port),
+            "--batch-delay-ms",
+            "25",
+        ],  # long enough that concurrent test requests always share a model call
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -100,8 +128,9 @@ def infer(server, body: dict, model: str = MODEL) -> requests.Response:
 
 
 def tensor_body(images: np.ndarray, outputs: tuple[str, ...] = ()) -> dict:
-    body = {"inputs": [{"name": "image", "shape": list(images.shape), "datatype": "UINT8",
-                        "data": images.ravel().tolist()}]}  # fmt: skip
+    body = {
+        "inputs": [{"name": "image", "shape": list(images.shape), "datatype": "UINT8", "data": images.ravel().tolist()}]
+    }
     return body | ({"outputs": [{"name": name} for name in outputs]} if outputs else {})
 
 
@@ -200,8 +229,11 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_result(server):
         metric(server["url"], "mlcore_batch_size_sum"),
     )
     with ThreadPoolExecutor(len(images)) as pool:
-        together = list(pool.map(lambda image: read_response(*_content(infer(
-            server, tensor_body(image, ("probabilities",))))), images))  # fmt: skip
+        together = list(
+            pool.map(
+                lambda image: read_response(*_content(infer(server, tensor_body(image, ("probabilities",))))), images
+            )
+        )
     calls = metric(server["url"], "mlcore_batch_size_count") - calls_before
     assert metric(server["url"], "mlcore_batch_size_sum") - images_before == len(images)
     assert calls < len(images), "no two concurrent requests shared a model call"
@@ -246,10 +278,17 @@ def binary_body(tensor: dict, tail: bytes) -> tuple[bytes, dict]:
 
 PNG_2048 = encoded(Image.new("L", (2048, 2048)))  # a 12 KB PNG that would be 50 MB of probabilities as JSON
 BAD_REQUESTS = {
-    "wrong dtype": (tensor_body(np.zeros((1, 8, 8, 3), np.uint8)) | {"inputs": [
-        {"name": "image", "shape": [1, 8, 8, 3], "datatype": "FP32", "data": [0.0] * 192}]}, 400, "expected UINT8"),
-    "wrong shape": ({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "UINT8", "data": [0] * 64}]},
-                    400, "expected [N, H, W, 3]"),
+    "wrong dtype": (
+        tensor_body(np.zeros((1, 8, 8, 3), np.uint8))
+        | {"inputs": [{"name": "image", "shape": [1, 8, 8, 3], "datatype": "FP32", "data": [0.0] * 192}]},
+        400,
+        "expected UINT8",
+    ),
+    "wrong shape": (
+        {"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "UINT8", "data": [0] * 64}]},
+        400,
+        "expected [N, H, W, 3]",
+    ),
     "data does not fill the shape": (raw(image_json("[0, 0]")), 400, "does not fit shape"),
     "values out of range": (raw(image_json(json.dumps([300] * 192))), 400, "0..255"),
     "Infinity": (raw(image_json("[Infinity]")), 400, "not valid JSON"),
@@ -260,39 +299,67 @@ BAD_REQUESTS = {
     "booleans among integers": (raw(image_json(json.dumps([True] + [0] * 191))), 400, "must be integers"),
     "ragged nesting": (raw(image_json(json.dumps(RAGGED))), 400, "ragged"),
     "ragged nesting with the right totals": (raw(image_json(json.dumps(SHIFTED))), 400, "ragged"),
-    "nested data of 160k pixel lists": (raw(image_json(json.dumps(np.zeros((1, 400, 400, 3), int).tolist()),
-                                                       "[1, 400, 400, 3]")), 400, "send tensor data flat"),
-    "an ignored field of 120k lists": ((json.dumps({"inputs": [TINY_IMAGE], "x": [[0]] * 120_000}).encode(),
-                                        {"content-type": "application/json"}), 400, "send tensor data flat"),
-    "data nested deeper than the shape": (raw(image_json(json.dumps(np.zeros((1, 8, 8, 3, 1), int).tolist()))), 400,
-                                          "must be integers"),
-    "lists and values mixed at one level": (raw(image_json(json.dumps([np.zeros((8, 8, 3), int).tolist(), 0]),
-                                                           "[2, 8, 8, 3]")), 400, "nests lists and values"),
+    "nested data of 160k pixel lists": (
+        raw(image_json(json.dumps(np.zeros((1, 400, 400, 3), int).tolist()), "[1, 400, 400, 3]")),
+        400,
+        "send tensor data flat",
+    ),
+    "an ignored field of 120k lists": (
+        (json.dumps({"inputs": [TINY_IMAGE], "x": [[0]] * 120_000}).encode(), {"content-type": "application/json"}),
+        400,
+        "send tensor data flat",
+    ),
+    "data nested deeper than the shape": (
+        raw(image_json(json.dumps(np.zeros((1, 8, 8, 3, 1), int).tolist()))),
+        400,
+        "must be integers",
+    ),
+    "lists and values mixed at one level": (
+        raw(image_json(json.dumps([np.zeros((8, 8, 3), int).tolist(), 0]), "[2, 8, 8, 3]")),
+        400,
+        "nests lists and values",
+    ),
     "JSON nested 100k deep": (raw('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400, "lists and objects"),
     "JSON nested 2000 deep": (raw('{"inputs": ' + "[" * 2000 + "]" * 2000 + "}"), 400, "not valid JSON"),
     "data nested 100k deep": (raw(image_json("[" * 100_000 + "]" * 100_000)), 400, "lists and objects"),
-    "no images, huge dimensions": ({"inputs": [TINY_IMAGE | {"shape": [0, 2**62, 2**62, 3], "data": []}]}, 400,
-                                   "the batch is empty"),
-    "no images, huge dimensions, binary": (binary_body(TINY_BINARY | {"shape": [0, 2**62, 2**62, 3],
-                                                                      "parameters": {"binary_data_size": 0}}, b""),
-                                           400, "the batch is empty"),
+    "no images, huge dimensions": (
+        {"inputs": [TINY_IMAGE | {"shape": [0, 2**62, 2**62, 3], "data": []}]},
+        400,
+        "the batch is empty",
+    ),
+    "no images, huge dimensions, binary": (
+        binary_body(TINY_BINARY | {"shape": [0, 2**62, 2**62, 3], "parameters": {"binary_data_size": 0}}, b""),
+        400,
+        "the batch is empty",
+    ),
     "a shape of 20 dimensions": ({"inputs": [TINY_IMAGE | {"shape": [1] * 20}]}, 400, "up to 4"),
     "a non-ASCII digit in Inference-Header-Content-Length": ((b"{}", {HEADER_LENGTH: "\u00b2"}), 400, "must be an"),
     "a name of a megabyte": ({"inputs": [TINY_IMAGE | {"name": "A" * 1_000_000}]}, 400, "unknown input 'AAAA"),
     "a JSON body over 8 MiB": ({"inputs": [TINY_IMAGE | {"data": [0] * (3 * 1024 * 1024)}]}, 413, "exceeds"),
-    "a gzip body": ((b"\x1f\x8b", {"content-type": "application/json", "content-encoding": "gzip"}), 415,
-                    "uncompressed"),
+    "a gzip body": (
+        (b"\x1f\x8b", {"content-type": "application/json", "content-encoding": "gzip"}),
+        415,
+        "uncompressed",
+    ),
     "a 16-bit PNG": (bytes_body(encoded(Image.fromarray(np.zeros((16, 16), np.uint16)))), 415, "8-bit"),
-    "more BYTES elements than the shape": (binary_body(
-        {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}},
-        struct.pack("<I", 0) * 2), 400, "more than the 1 elements"),
+    "more BYTES elements than the shape": (
+        binary_body(
+            {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}},
+            struct.pack("<I", 0) * 2,
+        ),
+        400,
+        "more than the 1 elements",
+    ),
     "outputs a string": ({"inputs": [TINY_IMAGE], "outputs": "mask"}, 400, "'outputs' must be list"),
     "outputs a list of strings": ({"inputs": [TINY_IMAGE], "outputs": ["mask"]}, 400, "outputs[0] must be an object"),
     "inputs a list of numbers": ({"inputs": [1]}, 400, "inputs[0] must be an object"),
     "id not a string": ({"inputs": [TINY_IMAGE], "id": [[[1]]]}, 400, "'id' must be str"),
     "shape of booleans": ({"inputs": [TINY_IMAGE | {"shape": [True, 8, 8, 3]}]}, 400, "shape must be"),
-    "binary_data_output not a boolean": ({"inputs": [TINY_IMAGE], "parameters": {"binary_data_output": "yes"}},
-                                         400, "must be bool"),
+    "binary_data_output not a boolean": (
+        {"inputs": [TINY_IMAGE], "parameters": {"binary_data_output": "yes"}},
+        400,
+        "must be bool",
+    ),
     "not an image": (bytes_body(base64.b64encode(b"hello, not an image").decode()), 415, "not a readable"),
     "GIF": (bytes_body(encoded(Image.new("RGB", (16, 16)), "GIF")), 415, "JPEG or PNG"),
     "TIFF": (bytes_body(encoded(Image.new("RGB", (16, 16)), "TIFF")), 415, "JPEG or PNG"),
@@ -303,22 +370,39 @@ BAD_REQUESTS = {
     "not base64": (bytes_body("%%%not-base64%%%"), 400, "not valid base64"),
     "no inputs": ({"outputs": []}, 400, "inputs"),
     "unknown output": (tensor_body(np.zeros((1, 8, 8, 3), np.uint8), ("logits",)), 400, "unknown output"),
-    "batch too large": ({"inputs": [{"name": "image", "shape": [65, 8, 8, 3], "datatype": "UINT8",
-                                     "data": [0] * (65 * 192)}]}, 413, "exceed the limit"),
-    "images of different sizes": (bytes_body(encoded(Image.new("RGB", (16, 16))), encoded(Image.new("RGB", (16, 20)))),
-                                  400, "different sizes"),
-    "probabilities of 2048x2048 as JSON": (bytes_body(PNG_2048) | {"outputs": [{"name": "probabilities"}]}, 413,
-                                           "binary_data_output"),
+    "batch too large": (
+        {"inputs": [{"name": "image", "shape": [65, 8, 8, 3], "datatype": "UINT8", "data": [0] * (65 * 192)}]},
+        413,
+        "exceed the limit",
+    ),
+    "images of different sizes": (
+        bytes_body(encoded(Image.new("RGB", (16, 16))), encoded(Image.new("RGB", (16, 20)))),
+        400,
+        "different sizes",
+    ),
+    "probabilities of 2048x2048 as JSON": (
+        bytes_body(PNG_2048) | {"outputs": [{"name": "probabilities"}]},
+        413,
+        "binary_data_output",
+    ),
     "pixels over the request's budget, declared by headers": (
-        bytes_body(*[base64.b64encode(_truncated_png(3000, 3000)).decode()] * 2), 413, "budget"),
+        bytes_body(*[base64.b64encode(_truncated_png(3000, 3000)).decode()] * 2),
+        413,
+        "budget",
+    ),
     "Inference-Header-Content-Length beyond the body": ((b"{}", {HEADER_LENGTH: "99"}), 400, "must be an integer"),
     "binary size beyond the body": (binary_body(TINY_BINARY, bytes(10)), 400, "binary_data_size"),
     "bytes after the tensors": (binary_body(TINY_BINARY, bytes(194)), 400, "after the tensors"),
     "a BYTES length prefix beyond the data": (
-        binary_body({"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}},
-                    struct.pack("<I", 1000) + b"ab"), 400, "beyond the binary data"),
+        binary_body(
+            {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}},
+            struct.pack("<I", 1000) + b"ab",
+        ),
+        400,
+        "beyond the binary data",
+    ),
     "both data and binary_data_size": (binary_body(TINY_IMAGE | TINY_BINARY, bytes(192)), 400, "not both"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
@@ -345,8 +429,11 @@ def test_json_in_a_body_a_browser_could_send_cross_origin_is_refused(server, con
 
 def test_each_output_may_override_binary_data_output_and_the_id_comes_back(server):
     images = np.zeros((1, SIZE, SIZE, 3), np.uint8)
-    body = tensor_body(images) | {"id": "request-42", "parameters": {"binary_data_output": True}, "outputs": [
-        {"name": "mask", "parameters": {"binary_data": False}}, {"name": "probabilities"}]}  # fmt: skip
+    body = tensor_body(images) | {
+        "id": "request-42",
+        "parameters": {"binary_data_output": True},
+        "outputs": [{"name": "mask", "parameters": {"binary_data": False}}, {"name": "probabilities"}],
+    }
     response = infer(server, body)
     header = json.loads(response.content[: int(response.headers[HEADER_LENGTH])])
     assert header["id"] == "request-42"
@@ -374,8 +461,10 @@ def test_a_chunked_body_over_the_limit_is_cut_off_while_it_streams(server, kind)
     chunk, total = b"x" * (1024 * 1024), 80 * 1024 * 1024
     binary_header = "Inference-Header-Content-Length: 100\r\n" if kind == "binary" else ""
     connection = socket.create_connection(("127.0.0.1", server["port"]), timeout=60)
-    connection.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       f"{binary_header}Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
+    connection.sendall(
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"{binary_header}Transfer-Encoding: chunked\r\n\r\n".encode()
+    )
     sent, replies = 0, []
     reader = threading.Thread(target=lambda: replies.append(read_http_reply(connection)))
     reader.start()
@@ -467,8 +556,9 @@ def test_feedback_is_stored_in_s3_as_a_new_sample_in_the_oxford_layout(server):
     assert {f"feedback/images/{answer['sample']}.jpg", f"feedback/annotations/trimaps/{answer['sample']}.png"} <= keys
     stored = server["s3"].get_object(Bucket="mlcore", Key=f"feedback/annotations/trimaps/{answer['sample']}.png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(stored["Body"].read()))), np.full((20, 30), 2))
-    record = json.loads(server["s3"].get_object(Bucket="mlcore", Key=f"feedback/metadata/{answer['sample']}.json")
-                        ["Body"].read())  # fmt: skip
+    record = json.loads(
+        server["s3"].get_object(Bucket="mlcore", Key=f"feedback/metadata/{answer['sample']}.json")["Body"].read()
+    )
     assert record["client"] == "127.0.0.1" and record["version"] == "model@v9.9.9" and record["received"]
 
     bad_mask = sample() | {"mask": encoded(Image.fromarray(np.full((20, 30), 7, np.uint8)))}
@@ -498,8 +588,10 @@ def test_feedback_refuses_what_a_browser_could_send_cross_origin_and_oversized_m
 
 
 def test_feedback_has_a_quota_of_stored_samples_per_client(server):
-    refused = [feedback(server, sample(), source="127.0.0.2", **{"content-type": "text/plain"})[0],
-               feedback(server, sample() | {"mask": "%%%"}, source="127.0.0.2")[0]]  # fmt: skip
+    refused = [
+        feedback(server, sample(), source="127.0.0.2", **{"content-type": "text/plain"})[0],
+        feedback(server, sample() | {"mask": "%%%"}, source="127.0.0.2")[0],
+    ]
     assert refused == [415, 400]  # refused samples are not counted
     statuses = [feedback(server, sample(), source="127.0.0.2")[0] for _ in range(FEEDBACK_PER_HOUR)]
     assert statuses == [201] * FEEDBACK_PER_HOUR

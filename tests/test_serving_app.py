@@ -99,8 +99,10 @@ def test_an_internal_error_is_a_counted_500_and_the_server_keeps_serving(broken_
 def test_a_client_that_leaves_mid_body_is_not_an_internal_error(broken_server):
     before = metric(broken_server, "mlcore_internal_errors_total")
     gone = socket.create_connection(("127.0.0.1", int(broken_server.rsplit(":", 1)[1])), timeout=10)
-    gone.sendall(b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\n\r\n" + b"x" * 10)  # fmt: skip
+    gone.sendall(
+        b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b"x" * 10
+    )
     gone.close()
     deadline = time.monotonic() + 10
     while not metric(broken_server, 'mlcore_requests_total{endpoint="/v2/models/{name}/infer",status="499"}'):
@@ -116,8 +118,10 @@ def test_a_slow_body_is_cut_off_and_buffered_bytes_are_bounded():
     app = create_app(StandInModel(fails=True), limits=Limits(max_buffered_bytes=len(body), body_timeout_s=1.0))
     with serving(app) as url:
         stalled = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
-        stalled.sendall(b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body[:20]))  # fmt: skip
+        stalled.sendall(
+            b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body[:20])
+        )
         time.sleep(0.3)  # the stalled request holds the room
         started = time.perf_counter()
         waited = requests.post(f"{url}{INFER}", data=body, headers={"content-type": "application/json"}, timeout=30)
@@ -136,8 +140,10 @@ def test_idle_connections_hold_none_of_the_budget():
         port = int(url.rsplit(":", 1)[1])
         idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(8)]
         for connection in idle:
-            connection.sendall(b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\n"
-                               b"Inference-Header-Content-Length: 1\r\nContent-Length: 67108864\r\n\r\n")  # fmt: skip
+            connection.sendall(
+                b"POST /v2/models/pet-segmenter/infer HTTP/1.1\r\nHost: x\r\n"
+                b"Inference-Header-Content-Length: 1\r\nContent-Length: 67108864\r\n\r\n"
+            )
         time.sleep(0.3)
         started = time.perf_counter()
         assert requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30).ok
@@ -150,8 +156,18 @@ def test_a_client_that_does_not_read_its_response_is_cut_off_and_its_bytes_come_
     """A 2048x2048 mask as JSON (~8 MB, 16 MiB budgeted) to a client that reads its first bytes, then stops:
     the response holds the whole byte budget, so the next request waits past its body deadline (503); at the
     send deadline the slow client's connection is dropped (499), and the budget is free again."""
-    header = json.dumps({"inputs": [{"name": "image", "shape": [1, 2048, 2048, 3], "datatype": "UINT8",
-                                     "parameters": {"binary_data_size": 2048 * 2048 * 3}}]}).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 2048, 2048, 3],
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": 2048 * 2048 * 3},
+                }
+            ]
+        }
+    ).encode()
     body, headers = header + bytes(2048 * 2048 * 3), {HEADER_LENGTH: str(len(header))}  # the mask as JSON
     budget = 16 * 1024 * 1024 + 4096 + 100  # the response's estimate and a little: no room for another body
     # the deadline: 2 s, plus the response's size at 10 MB/s (the socket buffers hold a few MB at most)
@@ -161,8 +177,12 @@ def test_a_client_that_does_not_read_its_response_is_cut_off_and_its_bytes_come_
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the response cannot drain
         slow.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
         slow.settimeout(30)
-        slow.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
-                     + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n" + body)  # fmt: skip
+        slow.sendall(
+            f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+            + b"\r\n"
+            + body
+        )
         assert slow.recv(12) == b"HTTP/1.1 200"  # the response has started: it holds the budget now
         busy = requests.post(f"{url}{INFER}", json=tiny_body(), timeout=30)
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
@@ -198,14 +218,25 @@ def test_a_stalled_feedback_store_answers_503_and_inference_goes_on():
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(16)
-        config = FeedbackConfig("s3://mlcore/feedback", f"http://127.0.0.1:{blackhole.getsockname()[1]}", TOKEN,
-                                write_timeout_s=1.0)  # fmt: skip
+        config = FeedbackConfig(
+            "s3://mlcore/feedback", f"http://127.0.0.1:{blackhole.getsockname()[1]}", TOKEN, write_timeout_s=1.0
+        )
         sample = {"image": _png(np.zeros((16, 16, 3), np.uint8)), "mask": _png(np.full((16, 16), 2, np.uint8))}
         with serving(create_app(StandInModel(fails=False), config)) as url:
             answers = []
-            posts = [threading.Thread(target=lambda: answers.append(requests.post(
-                f"{url}/v2/models/pet-segmenter/feedback", json=sample, timeout=60,
-                headers={"authorization": f"Bearer {TOKEN}"}))) for _ in range(3)]  # fmt: skip
+            posts = [
+                threading.Thread(
+                    target=lambda: answers.append(
+                        requests.post(
+                            f"{url}/v2/models/pet-segmenter/feedback",
+                            json=sample,
+                            timeout=60,
+                            headers={"authorization": f"Bearer {TOKEN}"},
+                        )
+                    )
+                )
+                for _ in range(3)
+            ]
             for post in posts:
                 post.start()
             time.sleep(0.3)
@@ -248,9 +279,14 @@ def test_feedback_configuration_needs_a_token_and_hides_it():
 
 def test_the_server_refuses_to_start_with_feedback_but_no_token(tmp_path):
     (tmp_path / "release.json").write_text("{}")
-    result = subprocess.run([sys.executable, "-m", "mlcore.serving", "--release-dir", str(tmp_path)], cwd=REPO_ROOT,
-                            env={"MLCORE_FEEDBACK_URL": "s3://mlcore/feedback", "PATH": ""}, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "mlcore.serving", "--release-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env={"MLCORE_FEEDBACK_URL": "s3://mlcore/feedback", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "MLCORE_FEEDBACK_TOKEN is unset" in result.stderr
 
 

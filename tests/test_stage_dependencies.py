@@ -21,6 +21,11 @@ def test_code_deps_are_the_import_closure(stage):
 
 def test_the_closure_follows_function_level_and_relative_imports():
     closure = import_closure("mlcore.stages.calibrate")
-    assert {"mlcore/stages/calibrate.py", "mlcore/model/unet.py", "mlcore/data/tfrecords.py", "mlcore/params.py",
-            "mlcore/stages/_common.py"} <= closure  # fmt: skip
+    assert {
+        "mlcore/stages/calibrate.py",
+        "mlcore/model/unet.py",
+        "mlcore/data/tfrecords.py",
+        "mlcore/params.py",
+        "mlcore/stages/_common.py",
+    } <= closure
     assert "mlcore/serving/app.py" not in closure and "mlcore/__init__.py" not in closure  # docstring-only

@@ -69,8 +69,11 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
     server = ThreadingHTTPServer(("127.0.0.1", 0), ArgoServerStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = {"PATH": f"{registry}:{VENV_BIN}:/usr/bin:/bin", "ARGO_SERVER": f"http://127.0.0.1:{server.server_port}",
-               "ARGO_TOKEN": TOKEN}  # fmt: skip
+        env = {
+            "PATH": f"{registry}:{VENV_BIN}:/usr/bin:/bin",
+            "ARGO_SERVER": f"http://127.0.0.1:{server.server_port}",
+            "ARGO_TOKEN": TOKEN,
+        }
         result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "-p", "s3-bucket=pets", env=env)
     finally:
         server.shutdown()
@@ -87,8 +90,10 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
         "s3-bucket": "pets",
     }
     assert workflow["metadata"]["labels"] == {
-        "mlcore.dev/commit": commit, "mlcore.dev/template": "mlcore-pipeline", "mlcore.dev/tag": "model-v1.2.0",
-    }  # fmt: skip
+        "mlcore.dev/commit": commit,
+        "mlcore.dev/template": "mlcore-pipeline",
+        "mlcore.dev/tag": "model-v1.2.0",
+    }
     assert workflow["metadata"]["annotations"] == {"mlcore.dev/revision": "model@v1.2.0"}
     assert "submitted mlcore-pipeline-x7k2p" in result.stdout
     assert f"docker://ghcr.io/example/mlcore:{commit}" in (registry.parent / "skopeo.argv").read_text()
@@ -97,16 +102,19 @@ def test_submit_through_the_argo_server_api_sends_the_labelled_workflow(tagged, 
 
 def _argo_cli(bin_dir: Path, tmp_path: Path) -> dict:
     # stands in for the argo CLI (a mock: no cluster to submit to)
-    stand_in(bin_dir, "argo", f'echo "$@" > {tmp_path}/argv\ncp "$6" {tmp_path}/submitted.yaml\n'
-                              'echo workflow.argoproj.io/mlcore-reproduce-abcde')  # fmt: skip
+    stand_in(
+        bin_dir,
+        "argo",
+        f'echo "$@" > {tmp_path}/argv\ncp "$6" {tmp_path}/submitted.yaml\n'
+        "echo workflow.argoproj.io/mlcore-reproduce-abcde",
+    )
     return {"PATH": f"{bin_dir}:{VENV_BIN}:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path))}
 
 
 def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry, tmp_path):
     project, commit = tagged
     env = _argo_cli(registry, tmp_path)
-    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce", "--any-hardware",
-                 env=env)  # fmt: skip
+    result = run(project, "python", "-m", "workflows.submit", "model@v1.2.0", "--reproduce", "--any-hardware", env=env)
     assert (tmp_path / "argv").read_text().split()[:5] == ["submit", "-n", "mlcore", "-o", "name"]
     workflow = yaml.safe_load((tmp_path / "submitted.yaml").read_text())
     assert workflow["spec"]["workflowTemplateRef"]["name"] == "mlcore-reproduce"
@@ -119,8 +127,7 @@ def test_submit_prefers_the_argo_cli_and_reproduce_needs_a_tag(tagged, registry,
     }
     assert "submitted workflow.argoproj.io/mlcore-reproduce-abcde" in result.stdout
 
-    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce",
-                  env=env, check=False)  # fmt: skip
+    refused = run(project, "python", "-m", "workflows.submit", commit, "--reproduce", env=env, check=False)
     assert refused.returncode != 0 and "is not a tag" in refused.stderr
     unknown = run(project, "python", "-m", "workflows.submit", "model@v9.9.9", env=env, check=False)
     assert unknown.returncode != 0 and "model@v9.9.9" in unknown.stderr

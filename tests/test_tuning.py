@@ -30,8 +30,13 @@ def test_plan_is_a_pure_function_of_seed_and_space():
 
 
 def test_apply_overrides_only_the_searched_knobs():
-    config = {"encoder": "vgg19", "learning_rate": 0.001, "batch_size": 4, "encoder_trainable": False,
-              "loss": "cross_entropy+dice"}  # fmt: skip
+    config = {
+        "encoder": "vgg19",
+        "learning_rate": 0.001,
+        "batch_size": 4,
+        "encoder_trainable": False,
+        "loss": "cross_entropy+dice",
+    }
     tuned = apply(PARAMS, config, epochs=2)
     assert tuned.model.encoder == "vgg19" and not tuned.model.encoder_trainable
     assert (tuned.train.learning_rate, tuned.train.batch_size, tuned.train.epochs) == (0.001, 4, 2)

@@ -28,7 +28,8 @@ from tests.helpers import (
     write_params,
 )
 from tests.kserve_local import KServeStandIn
-from workflows.pipeline import ClusterConfigError, build_pipeline, generate, task_name
+from workflows.__main__ import generate
+from workflows.pipeline import ClusterConfigError, build_pipeline, task_name
 
 MANIFEST = REPO_ROOT / "argo" / "pipeline.yaml"
 MODEL = "models/model.keras"
@@ -88,9 +89,15 @@ def test_pods_get_the_resources_and_limits_params_yaml_gives_their_stage():
             continue
         wanted = cluster.resources.get(template["name"], cluster.resources["default"])
         resources = template["container"]["resources"]
-        assert resources["requests"] == resources["limits"] == {
-            "cpu": wanted.cpu, "memory": wanted.memory, "ephemeral-storage": wanted.ephemeral_storage,
-        }  # fmt: skip
+        assert (
+            resources["requests"]
+            == resources["limits"]
+            == {
+                "cpu": wanted.cpu,
+                "memory": wanted.memory,
+                "ephemeral-storage": wanted.ephemeral_storage,
+            }
+        )
         assert template["retryStrategy"]["limit"] == cluster.retries
 
 
@@ -129,7 +136,7 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
     git_port = free_port_block(1)
     remote = f"git://127.0.0.1:{git_port}/origin.git"  # params.yaml cluster.git_remote: fixed in the templates
     write_params(project, {**TINY_OVERRIDES, "cluster": {"git_remote": remote}})
-    run(project, "python", "-m", "workflows.pipeline")  # `make workflows`: the tiny search has fewer trials
+    run(project, "python", "-m", "workflows")  # `make workflows`: the tiny search has fewer trials
     git(project, "commit", "-qam", "tiny configuration")
     revision = git(project, "rev-parse", "HEAD").strip()
     repositories = tmp_path / "git"
@@ -147,18 +154,29 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
         kserve = KServeStandIn(tmp_path / "kserve", client, secrets, {image: f"mlcore:{revision}"})
         try:
             runs = run_workflow(
-                project / "argo" / "pipeline.yaml", tmp_path / "pods",
-                {"revision": revision, "image-digest": digest, "s3-endpoint": server.endpoint,
-                 "git-push": "true", "release": "v0.1.0", "promote": "true", "deploy": "true",
-                 "serving-url": f"{kserve.url}/v2/models/pet-segmenter"},
-                secrets, faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
+                project / "argo" / "pipeline.yaml",
+                tmp_path / "pods",
+                {
+                    "revision": revision,
+                    "image-digest": digest,
+                    "s3-endpoint": server.endpoint,
+                    "git-push": "true",
+                    "release": "v0.1.0",
+                    "promote": "true",
+                    "deploy": "true",
+                    "serving-url": f"{kserve.url}/v2/models/pet-segmenter",
+                },
+                secrets,
+                faults={"train": Fault("oom", checkpoint_uploaded(server, credentials))},
                 on_apply=kserve.apply,
-            )  # fmt: skip
+            )
             leftover_checkpoints = client.list_objects_v2(Bucket="mlcore", Prefix="checkpoints/")
             storage_uri = runs["publish"].outputs["storage-uri"]
             listing = client.list_objects_v2(Bucket="mlcore", Prefix=storage_uri.removeprefix("s3://mlcore/") + "/")
-            served_files = {item["Key"].removeprefix(storage_uri.removeprefix("s3://mlcore/") + "/")
-                            for item in listing.get("Contents", [])}  # fmt: skip
+            served_files = {
+                item["Key"].removeprefix(storage_uri.removeprefix("s3://mlcore/") + "/")
+                for item in listing.get("Contents", [])
+            }
 
             def store() -> set[str]:
                 pages = client.get_paginator("list_objects_v2").paginate(Bucket="mlcore", Prefix="dvcstore/")
@@ -168,10 +186,19 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
             # the tag's commit (dvc.lock and provenance on top of `revision`) has no image: replay it with the image
             # of the commit its code is, as `make submit REF=model@v0.1.0 REPRODUCE=1` does
             reproduced = run_workflow(
-                project / "argo" / "reproduce.yaml", tmp_path / "replay-pods",
-                {"revision": revision, "tag": "model@v0.1.0", "image-digest": digest, "s3-endpoint": server.endpoint,
-                 "cpu-vendor_id": "AMD", "cpu-family": "25", "cpu-id": "17"}, secrets,
-            )  # fmt: skip
+                project / "argo" / "reproduce.yaml",
+                tmp_path / "replay-pods",
+                {
+                    "revision": revision,
+                    "tag": "model@v0.1.0",
+                    "image-digest": digest,
+                    "s3-endpoint": server.endpoint,
+                    "cpu-vendor_id": "AMD",
+                    "cpu-family": "25",
+                    "cpu-id": "17",
+                },
+                secrets,
+            )
             replay_objects = client.list_objects_v2(Bucket="mlcore", Prefix="replays/local-run/").get("KeyCount", 0)
             store_after_replay = store()
             build = {"revision": revision, "image-digest": digest, "s3-endpoint": server.endpoint}
@@ -204,8 +231,11 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
     assert service["kind"] == "InferenceService" and predictor["image"] == image
     assert {"name": "STORAGE_URI", "value": storage_uri} in predictor["env"]
     assert service["metadata"]["labels"]["mlcore.dev/commit"] == revision
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
-                                  "spec": {"containers": [predictor]}}, "1.33", strict=True)  # fmt: skip
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": {"containers": [predictor]}},
+        "1.33",
+        strict=True,
+    )
 
     train = runs["train"]
     assert train.attempts == 2, "the training pod was not interrupted"
@@ -281,12 +311,14 @@ def run_retrains(project: Path, tmp_path: Path, client, secrets: dict, kserve: K
         assert resource["spec"]["workflowTemplateRef"] == {"name": "mlcore-pipeline"}
         name = resource["metadata"]["name"]
         arguments = {p["name"]: p["value"] for p in resource["spec"]["arguments"]["parameters"]}
-        pipeline_runs[name] = run_workflow(project / "argo" / "pipeline.yaml", tmp_path / name, arguments, secrets,
-                                           on_apply=kserve.apply, name=name)  # fmt: skip
+        pipeline_runs[name] = run_workflow(
+            project / "argo" / "pipeline.yaml", tmp_path / name, arguments, secrets, on_apply=kserve.apply, name=name
+        )
 
     def retrain(name: str) -> dict:
-        return run_workflow(project / "argo" / "retrain.yaml", tmp_path / name, parameters, secrets,
-                            on_apply=controller, name=name)  # fmt: skip
+        return run_workflow(
+            project / "argo" / "retrain.yaml", tmp_path / name, parameters, secrets, on_apply=controller, name=name
+        )
 
     idle = retrain("retrain-idle")
     drop_inflow(client, "mlcore", "inflow", 12, seed=77)
@@ -304,8 +336,17 @@ def test_verify_task_names_the_first_diverging_stage(tmp_path):
     (inputs / "entries").mkdir(parents=True)
     for stage, entry in lock.items():
         (inputs / "entries" / f"{task_name(stage)}.json").write_text(json.dumps({stage: entry}))
-    result = run(project, "python", "-m", "workflows.task", "verify", "--revision", "HEAD",
-                 env={"MLCORE_INPUTS_DIR": str(inputs)}, check=False)  # fmt: skip
+    result = run(
+        project,
+        "python",
+        "-m",
+        "workflows.task",
+        "verify",
+        "--revision",
+        "HEAD",
+        env={"MLCORE_INPUTS_DIR": str(inputs)},
+        check=False,
+    )
     assert result.returncode != 0
     assert "first divergence in stage 'calibrate' (metrics/calibrate.json)" in result.stderr
     assert "NO" in result.stdout
@@ -356,5 +397,6 @@ def test_the_sensor_submits_retrains_of_the_scheduled_build():
     workflow = trigger["template"]["argoWorkflow"]["source"]["resource"]
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "mlcore-retrain"}
     assert {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]} == {
-        "revision": "a" * 40, "image-digest": "sha256:" + "b" * 64,
-    }  # fmt: skip
+        "revision": "a" * 40,
+        "image-digest": "sha256:" + "b" * 64,
+    }

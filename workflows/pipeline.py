@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import yaml
 from hera.workflows import (
@@ -34,9 +33,10 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from mlcore.hardware import NFD_LABELS
-from mlcore.ops.dvc_state import StageNode, stage_graph
-from mlcore.params import ClusterParams, Params, load_params
+from mlcore.ops.dvc_state import StageNode
+from mlcore.params import ClusterParams, Params
 from workflows import pods
+from workflows.names import NAMESPACE, PIPELINE, REPRODUCE
 from workflows.serving import (
     DEPLOY_TIMEOUT,
     DEPLOYER_ACCOUNT,
@@ -46,9 +46,6 @@ from workflows.serving import (
     inference_service,
 )
 
-PIPELINE = "mlcore-pipeline"
-REPRODUCE = "mlcore-reproduce"
-NAMESPACE = "mlcore"
 SERVICE_ACCOUNT = "mlcore-workflow"
 S3_SECRET = "mlcore-s3"  # keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; see cluster-conf/
 GIT_SECRET = "mlcore-git"  # optional, key `token`: lets the publish task push dvc.lock and the model tag
@@ -146,14 +143,18 @@ def _gauge(name: str, help_text: str, value: str, stage: str) -> Gauge:
 
 def _entry_inputs(stages: list[StageNode]) -> list[Artifact]:
     """One input artifact per upstream stage: its dvc.lock entry, where workflows.task reads entries."""
-    return [Artifact(name=f"entry-{task_name(n.name)}", path=f"{INPUTS}/entries/{task_name(n.name)}.json")
-            for n in stages]  # fmt: skip
+    return [
+        Artifact(name=f"entry-{task_name(n.name)}", path=f"{INPUTS}/entries/{task_name(n.name)}.json") for n in stages
+    ]
 
 
 def _entry_arguments(stages: list[StageNode]) -> list[Artifact]:
-    return [Artifact(name=f"entry-{task_name(n.name)}",
-                     from_=f"{{{{tasks.{task_name(n.name)}.outputs.artifacts.lock-entry}}}}")
-            for n in stages]  # fmt: skip
+    return [
+        Artifact(
+            name=f"entry-{task_name(n.name)}", from_=f"{{{{tasks.{task_name(n.name)}.outputs.artifacts.lock-entry}}}}"
+        )
+        for n in stages
+    ]
 
 
 def stage_template(
@@ -164,25 +165,39 @@ def stage_template(
     published = cluster.published_metrics.get(node.base, [])
     container = task_container(
         task_name(node.name),
-        ["stage", node.name, "--revision", "{{workflow.parameters.revision}}", *mode,
-         *(arg for key in published for arg in ("--publish", key))],
+        [
+            "stage",
+            node.name,
+            "--revision",
+            "{{workflow.parameters.revision}}",
+            *mode,
+            *(arg for key in published for arg in ("--publish", key)),
+        ],
         cluster,
         node.base,
         env=env,
         inputs=_entry_inputs(upstream),
         outputs=[
             Artifact(name="lock-entry", path=f"{OUTPUTS}/lock-entry.json", archive=NoneArchiveStrategy()),
-            *(Parameter(name=metric_parameter(key), value_from=m.ValueFrom(path=f"{OUTPUTS}/metrics/{key}"))
-              for key in published),
-            *(Artifact(name=_slug(path), path=report_file(path), archive=NoneArchiveStrategy())
-              for path in node.reports),
+            *(
+                Parameter(name=metric_parameter(key), value_from=m.ValueFrom(path=f"{OUTPUTS}/metrics/{key}"))
+                for key in published
+            ),
+            *(
+                Artifact(name=_slug(path), path=report_file(path), archive=NoneArchiveStrategy())
+                for path in node.reports
+            ),
         ],
-    )  # fmt: skip
+    )
     container.metrics += [
-        _gauge(f"mlcore_{metric_parameter(key).replace('-', '_')}", f"{node.base} metric {key}",
-               f"{{{{outputs.parameters.{metric_parameter(key)}}}}}", node.name)
+        _gauge(
+            f"mlcore_{metric_parameter(key).replace('-', '_')}",
+            f"{node.base} metric {key}",
+            f"{{{{outputs.parameters.{metric_parameter(key)}}}}}",
+            node.name,
+        )
         for key in published
-    ]  # fmt: skip
+    ]
     return container
 
 
@@ -233,10 +248,15 @@ def deploy_template(model_name: str, cluster: ClusterParams) -> Resource:
     reports it ready, failing when KServe reports it cannot load; under its own ServiceAccount, the only one
     allowed to touch InferenceServices."""
     manifest = inference_service(
-        model_name, NAMESPACE, image(cluster), "{{inputs.parameters.storage-uri}}",
-        "{{inputs.parameters.commit}}", "{{inputs.parameters.commit}}",
-        "{{workflow.parameters.feedback-url}}", "{{workflow.parameters.s3-endpoint}}",
-    )  # fmt: skip
+        model_name,
+        NAMESPACE,
+        image(cluster),
+        "{{inputs.parameters.storage-uri}}",
+        "{{inputs.parameters.commit}}",
+        "{{inputs.parameters.commit}}",
+        "{{workflow.parameters.feedback-url}}",
+        "{{workflow.parameters.s3-endpoint}}",
+    )
     return Resource(
         name="deploy",
         action="apply",
@@ -255,29 +275,73 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
     release, and optionally deploy it: the release stage fails on a failed gate, so nothing after it runs."""
     cluster = params.cluster
     check_cluster_config(cluster, stages)
-    with workflow_template(PIPELINE, cluster, [
-        Parameter(name="retrain", value="false", enum=["true", "false"], description="recompute every stage"),
-        Parameter(name="git-push", value="false", enum=["true", "false"],
-                  description="push dvc.lock and provenance to branch mlcore/runs/<workflow> (Secret mlcore-git)"),
-        Parameter(name="release", value="", description="with git-push: tag the model, e.g. v1.2.0 (GTO)"),
-        Parameter(name="deploy", value="false", enum=["true", "false"],
-                  description="create or update the KServe InferenceService of the released model"),
-        Parameter(name="serving-url", value=serving_url(params.release.model_name),
-                  description="the deployed model's V2 metadata URL, which must report the released commit"),
-        Parameter(name="feedback-url", value="", description="with deploy: accept feedback (a write path into "
-                  f"training data) into this s3:// prefix; needs Secret {FEEDBACK_SECRET} (key token)"),
-        Parameter(name="pins", value="", description="pins.yaml as JSON, from a retrain's snapshot "
-                  "(workflows/retrain.py); empty: the revision's committed pins.yaml"),
-        Parameter(name="promote", value="false", enum=["true", "false"], description="with release: also assign "
-                  "prod, and deploy, only if the release record says the model may replace the one in prod"),
-    ]) as template:  # fmt: skip
+    with workflow_template(
+        PIPELINE,
+        cluster,
+        [
+            Parameter(name="retrain", value="false", enum=["true", "false"], description="recompute every stage"),
+            Parameter(
+                name="git-push",
+                value="false",
+                enum=["true", "false"],
+                description="push dvc.lock and provenance to branch mlcore/runs/<workflow> (Secret mlcore-git)",
+            ),
+            Parameter(name="release", value="", description="with git-push: tag the model, e.g. v1.2.0 (GTO)"),
+            Parameter(
+                name="deploy",
+                value="false",
+                enum=["true", "false"],
+                description="create or update the KServe InferenceService of the released model",
+            ),
+            Parameter(
+                name="serving-url",
+                value=serving_url(params.release.model_name),
+                description="the deployed model's V2 metadata URL, which must report the released commit",
+            ),
+            Parameter(
+                name="feedback-url",
+                value="",
+                description="with deploy: accept feedback (a write path into "
+                f"training data) into this s3:// prefix; needs Secret {FEEDBACK_SECRET} (key token)",
+            ),
+            Parameter(
+                name="pins",
+                value="",
+                description="pins.yaml as JSON, from a retrain's snapshot "
+                "(workflows/retrain.py); empty: the revision's committed pins.yaml",
+            ),
+            Parameter(
+                name="promote",
+                value="false",
+                enum=["true", "false"],
+                description="with release: also assign "
+                "prod, and deploy, only if the release record says the model may replace the one in prod",
+            ),
+        ],
+    ) as template:
         publish = task_container(
             "publish",
-            ["publish", "--revision", "{{workflow.parameters.revision}}",
-             "--git-push", "{{workflow.parameters.git-push}}", "--git-remote", cluster.git_remote,
-             "--release", "{{workflow.parameters.release}}", "--pins", "{{workflow.parameters.pins}}",
-             "--promote", "{{workflow.parameters.promote}}", "--deploy", "{{workflow.parameters.deploy}}",
-             "--branch", "mlcore/runs/{{workflow.name}}", "--model-name", params.release.model_name],
+            [
+                "publish",
+                "--revision",
+                "{{workflow.parameters.revision}}",
+                "--git-push",
+                "{{workflow.parameters.git-push}}",
+                "--git-remote",
+                cluster.git_remote,
+                "--release",
+                "{{workflow.parameters.release}}",
+                "--pins",
+                "{{workflow.parameters.pins}}",
+                "--promote",
+                "{{workflow.parameters.promote}}",
+                "--deploy",
+                "{{workflow.parameters.deploy}}",
+                "--branch",
+                "mlcore/runs/{{workflow.name}}",
+                "--model-name",
+                params.release.model_name,
+            ],
             cluster,
             "publish",
             env=[git_token()],
@@ -290,29 +354,43 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                 Artifact(name="dvc-lock", path=report_file("dvc.lock"), archive=NoneArchiveStrategy()),
                 Artifact(name="provenance", path=report_file("models/provenance.json"), archive=NoneArchiveStrategy()),
             ],
-        )  # fmt: skip
+        )
         serving = task_container(
             "serving-check",
-            ["check-serving", "--revision", "{{workflow.parameters.revision}}",
-             "--url", "{{workflow.parameters.serving-url}}", "--commit", "{{inputs.parameters.commit}}"],
+            [
+                "check-serving",
+                "--revision",
+                "{{workflow.parameters.revision}}",
+                "--url",
+                "{{workflow.parameters.serving-url}}",
+                "--commit",
+                "{{inputs.parameters.commit}}",
+            ],
             cluster,
             "serving-check",
             inputs=[Parameter(name="commit")],
-        )  # fmt: skip
+        )
         deploy = deploy_template(params.release.model_name, cluster)
         # publish, deploy and the check hold one mutex together: two runs never interleave their releases
-        with DAG(name="publication", inputs=[Artifact(name=a.name) for a in _entry_inputs(stages)],
-                 synchronization=m.Synchronization(mutexes=[m.Mutex(name=RELEASE_MUTEX)])) as publication:  # fmt: skip
-            published = publish(name="publish", arguments=[
-                Artifact(name=a.name, from_=f"{{{{inputs.artifacts.{a.name}}}}}") for a in _entry_inputs(stages)
-            ])  # fmt: skip
+        with DAG(
+            name="publication",
+            inputs=[Artifact(name=a.name) for a in _entry_inputs(stages)],
+            synchronization=m.Synchronization(mutexes=[m.Mutex(name=RELEASE_MUTEX)]),
+        ) as publication:
+            published = publish(
+                name="publish",
+                arguments=[
+                    Artifact(name=a.name, from_=f"{{{{inputs.artifacts.{a.name}}}}}") for a in _entry_inputs(stages)
+                ],
+            )
             commit = "{{tasks.publish.outputs.parameters.commit}}"
             deployable = "{{tasks.publish.outputs.parameters.deploy}} == true"  # asked for, and not refused
-            deployed = deploy(name="deploy", when=deployable,
-                              arguments={"storage-uri": "{{tasks.publish.outputs.parameters.storage-uri}}",
-                                         "commit": commit})  # fmt: skip
-            checked = serving(name="serving-check", when=deployable,
-                              arguments={"commit": commit})  # fmt: skip
+            deployed = deploy(
+                name="deploy",
+                when=deployable,
+                arguments={"storage-uri": "{{tasks.publish.outputs.parameters.storage-uri}}", "commit": commit},
+            )
+            checked = serving(name="serving-check", when=deployable, arguments={"commit": commit})
             published >> deployed >> checked
         with DAG(name="dag"):
             mode = ["--retrain", "{{workflow.parameters.retrain}}", "--pins", "{{workflow.parameters.pins}}"]
@@ -334,13 +412,22 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
     the pinned inputs, recomputes every other stage into a scratch prefix of the bucket (never the production
     one), and `verify` compares each output with the tag's dvc.lock, failing on the first divergence."""
     check_cluster_config(cluster, stages)
-    with workflow_template(REPRODUCE, cluster, [
-        Parameter(name="tag", description="the git tag to replay, e.g. model@v1.0.0"),
-        *(Parameter(name=f"cpu-{label}", description=f"NFD cpu-model.{label} of the tag's hardware class")
-          for label in NFD_LABELS),
-        Parameter(name="run-anywhere-os", value="none",
-                  description="'linux': run on any Linux node instead of the tag's hardware class"),
-    ]) as template:  # fmt: skip
+    with workflow_template(
+        REPRODUCE,
+        cluster,
+        [
+            Parameter(name="tag", description="the git tag to replay, e.g. model@v1.0.0"),
+            *(
+                Parameter(name=f"cpu-{label}", description=f"NFD cpu-model.{label} of the tag's hardware class")
+                for label in NFD_LABELS
+            ),
+            Parameter(
+                name="run-anywhere-os",
+                value="none",
+                description="'linux': run on any Linux node instead of the tag's hardware class",
+            ),
+        ],
+    ) as template:
         template.affinity = hardware_pinning()
         at_tag = ["--checkout", "{{workflow.parameters.tag}}", "--git-remote", cluster.git_remote]
         verify = task_container(
@@ -353,9 +440,18 @@ def build_reproduce(stages: list[StageNode], cluster: ClusterParams) -> Workflow
         )
         with DAG(name="dag"):
             # the pinned inputs (dvc.yaml meta.pinned_input: the fetched data) are restored, the rest recomputed
-            tasks = _stage_dag(stages, cluster, lambda node: [
-                *at_tag, "--work-prefix", "replays/{{workflow.name}}", "--retrain", "false" if node.pinned else "true",
-            ], [git_token()])  # fmt: skip
+            tasks = _stage_dag(
+                stages,
+                cluster,
+                lambda node: [
+                    *at_tag,
+                    "--work-prefix",
+                    "replays/{{workflow.name}}",
+                    "--retrain",
+                    "false" if node.pinned else "true",
+                ],
+                [git_token()],
+            )
             verified = verify(name="verify", arguments=_entry_arguments(stages))
             for task in tasks.values():
                 task >> verified
@@ -366,11 +462,19 @@ def hardware_pinning() -> m.Affinity:
     """Replay pods run on nodes of the tag's CPU micro-architecture (Node Feature Discovery's labels), where its
     bits are expected to reproduce. The second term, ORed, is the off switch: with run-anywhere-os=linux every
     Linux node qualifies (its default, "none", matches no node)."""
-    same_cpu = [m.NodeSelectorRequirement(key=f"feature.node.kubernetes.io/cpu-model.{label}", operator="In",
-                                          values=[f"{{{{workflow.parameters.cpu-{label}}}}}"])
-                for label in NFD_LABELS]  # fmt: skip
-    anywhere = [m.NodeSelectorRequirement(key="kubernetes.io/os", operator="In",
-                                          values=["{{workflow.parameters.run-anywhere-os}}"])]  # fmt: skip
+    same_cpu = [
+        m.NodeSelectorRequirement(
+            key=f"feature.node.kubernetes.io/cpu-model.{label}",
+            operator="In",
+            values=[f"{{{{workflow.parameters.cpu-{label}}}}}"],
+        )
+        for label in NFD_LABELS
+    ]
+    anywhere = [
+        m.NodeSelectorRequirement(
+            key="kubernetes.io/os", operator="In", values=["{{workflow.parameters.run-anywhere-os}}"]
+        )
+    ]
     terms = [m.NodeSelectorTerm(match_expressions=same_cpu), m.NodeSelectorTerm(match_expressions=anywhere)]
     return m.Affinity(
         node_affinity=m.NodeAffinity(
@@ -381,33 +485,3 @@ def hardware_pinning() -> m.Affinity:
 
 def render(template: WorkflowTemplate) -> str:
     return HEADER + template.to_yaml()
-
-
-def generate(repo_root: Path = Path(".")) -> dict[str, str]:
-    """Every manifest of argo/, by file name."""
-    stages = stage_graph(repo_root)
-    params = load_params(repo_root / "params.yaml")
-    from workflows import retrain
-
-    return {
-        "pipeline.yaml": render(build_pipeline(stages, params)),
-        "reproduce.yaml": render(build_reproduce(stages, params.cluster)),
-        **retrain.generate(params),
-    }
-
-
-def write(out_dir: Path = Path("argo")) -> list[Path]:
-    out_dir.mkdir(exist_ok=True)
-    written = []
-    for name, text in generate().items():
-        (out_dir / name).write_text(text)
-        written.append(out_dir / name)
-    return written
-
-
-if __name__ == "__main__":
-    try:
-        for path in write():
-            print(path)
-    except ClusterConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None

@@ -26,14 +26,23 @@ from hera.workflows import models as m
 
 from mlcore.params import Params, load_params
 from workflows import pods
-from workflows.pipeline import NAMESPACE, OUTPUTS, PIPELINE, git_token, render, task_container, workflow_template
+from workflows.names import NAMESPACE, PIPELINE
+from workflows.pipeline import OUTPUTS, git_token, render, task_container, workflow_template
 
 RETRAIN = "mlcore-retrain"
 RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
 MARGIN_HOURS = 1  # the retrain waits this much longer than its pipeline run may take, and lives this much longer
 # What the retrain passes on to its pipeline run unchanged
-FORWARDED = ("revision", "image-digest", "s3-endpoint", "s3-bucket", "s3-prefix", "deploy", "serving-url",
-             "feedback-url")  # fmt: skip
+FORWARDED = (
+    "revision",
+    "image-digest",
+    "s3-endpoint",
+    "s3-bucket",
+    "s3-prefix",
+    "deploy",
+    "serving-url",
+    "feedback-url",
+)
 
 
 def pipeline_run(params: Params) -> dict:
@@ -59,12 +68,20 @@ def pipeline_run(params: Params) -> dict:
 
 def build_retrain(params: Params):
     cluster = params.cluster
-    with workflow_template(RETRAIN, cluster, [
-        Parameter(name="deploy", value="false", enum=["true", "false"],
-                  description="deploy the new model when it is promoted"),
-        Parameter(name="serving-url", value="", description="see mlcore-pipeline"),
-        Parameter(name="feedback-url", value="", description="see mlcore-pipeline"),
-    ]) as template:  # fmt: skip
+    with workflow_template(
+        RETRAIN,
+        cluster,
+        [
+            Parameter(
+                name="deploy",
+                value="false",
+                enum=["true", "false"],
+                description="deploy the new model when it is promoted",
+            ),
+            Parameter(name="serving-url", value="", description="see mlcore-pipeline"),
+            Parameter(name="feedback-url", value="", description="see mlcore-pipeline"),
+        ],
+    ) as template:
         template.service_account_name = RETRAIN_ACCOUNT
         template.synchronization = m.Synchronization(mutexes=[m.Mutex(name=RETRAIN)])
         # the mutex is held until the pipeline run ends: the retrain outlives the run's own deadline
@@ -96,9 +113,11 @@ def build_retrain(params: Params):
             ran = pipeline(
                 name="pipeline",
                 when="{{tasks.snapshot.outputs.parameters.proceed}} == true",
-                arguments={"pins": "{{tasks.snapshot.outputs.parameters.pins}}",
-                           "version": "{{tasks.snapshot.outputs.parameters.version}}"},
-            )  # fmt: skip
+                arguments={
+                    "pins": "{{tasks.snapshot.outputs.parameters.pins}}",
+                    "version": "{{tasks.snapshot.outputs.parameters.version}}",
+                },
+            )
             taken >> ran
     return template
 

@@ -41,23 +41,39 @@ MEMORY_LIMIT_GIB = 2  # the server's budget per request (mlcore/serving/limits.p
 
 
 def _probe(path: str, period: int, failures: int) -> dict:
-    return {"httpGet": {"path": path, "port": PORT}, "periodSeconds": period, "timeoutSeconds": PROBE_TIMEOUT_S,
-            "failureThreshold": failures}  # fmt: skip
+    return {
+        "httpGet": {"path": path, "port": PORT},
+        "periodSeconds": period,
+        "timeoutSeconds": PROBE_TIMEOUT_S,
+        "failureThreshold": failures,
+    }
 
 
-def inference_service(name: str, namespace: str, image: str, storage_uri: str, version: str, commit: str,
-                      feedback_url: str, s3_endpoint: str) -> dict:  # fmt: skip
+def inference_service(
+    name: str,
+    namespace: str,
+    image: str,
+    storage_uri: str,
+    version: str,
+    commit: str,
+    feedback_url: str,
+    s3_endpoint: str,
+) -> dict:
     """`feedback_url` empty: feedback off. Set: on, with the token from Secret FEEDBACK_SECRET (the server
     refuses to start without it)."""
     env = [
         {"name": "MLCORE_FEEDBACK_URL", "value": feedback_url},
         {"name": "MLCORE_S3_ENDPOINT", "value": s3_endpoint},
         {"name": "HOME", "value": "/tmp"},
-        *({"name": key, "valueFrom": {"secretKeyRef": {"name": SERVING_SECRET, "key": key}}}
-          for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
-        {"name": "MLCORE_FEEDBACK_TOKEN",
-         "valueFrom": {"secretKeyRef": {"name": FEEDBACK_SECRET, "key": "token", "optional": True}}},
-    ]  # fmt: skip
+        *(
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": SERVING_SECRET, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ),
+        {
+            "name": "MLCORE_FEEDBACK_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": FEEDBACK_SECRET, "key": "token", "optional": True}},
+        },
+    ]
     security = pods.container_security_context().model_dump(by_alias=True, exclude_none=True)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
@@ -75,26 +91,40 @@ def inference_service(name: str, namespace: str, image: str, storage_uri: str, v
                 "minReplicas": 1,
                 "securityContext": pods.pod_security_context().model_dump(by_alias=True, exclude_none=True),
                 "automountServiceAccountToken": False,
-                "containers": [{
-                    "name": "kserve-container",
-                    "image": image,
-                    "command": ["python", "-m", "mlcore.serving"],
-                    "args": ["--release-dir", MODEL_MOUNT, "--provenance", f"{MODEL_MOUNT}/provenance.json",
-                             "--version", version, "--host", "0.0.0.0", "--port", str(PORT)],
-                    "env": [{"name": "STORAGE_URI", "value": storage_uri}, *env],
-                    "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                    "startupProbe": _probe("/v2/health/ready", period=2, failures=60),
-                    "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
-                    "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
-                    "resources": {"requests": {"cpu": "1", "memory": f"{MEMORY_LIMIT_GIB}Gi"},
-                                  "limits": {"cpu": "2", "memory": f"{MEMORY_LIMIT_GIB}Gi"}},
-                    "securityContext": security,
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }],
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": image,
+                        "command": ["python", "-m", "mlcore.serving"],
+                        "args": [
+                            "--release-dir",
+                            MODEL_MOUNT,
+                            "--provenance",
+                            f"{MODEL_MOUNT}/provenance.json",
+                            "--version",
+                            version,
+                            "--host",
+                            "0.0.0.0",
+                            "--port",
+                            str(PORT),
+                        ],
+                        "env": [{"name": "STORAGE_URI", "value": storage_uri}, *env],
+                        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+                        "startupProbe": _probe("/v2/health/ready", period=2, failures=60),
+                        "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
+                        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+                        "resources": {
+                            "requests": {"cpu": "1", "memory": f"{MEMORY_LIMIT_GIB}Gi"},
+                            "limits": {"cpu": "2", "memory": f"{MEMORY_LIMIT_GIB}Gi"},
+                        },
+                        "securityContext": security,
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    }
+                ],
                 "volumes": [{"name": "tmp", "emptyDir": {}}],
             }
         },
-    }  # fmt: skip
+    }
 
 
 def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str, feedback_url: str = "") -> dict:
@@ -104,14 +134,15 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
     import yaml
 
     from mlcore.params import Params
-    from workflows.pipeline import NAMESPACE
+    from workflows.names import NAMESPACE
     from workflows.submit import code_commit
 
     def show(path: str) -> str:
         return subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True, text=True).stdout
 
-    tagged = subprocess.run(["git", "rev-parse", f"{ref}^{{commit}}"], check=True, capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
+    tagged = subprocess.run(
+        ["git", "rev-parse", f"{ref}^{{commit}}"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     commit = code_commit(tagged)  # a tag the pipeline published has no image of its own: its run's commit has
     params = Params.model_validate(yaml.safe_load(show("params.yaml")))
     stages = yaml.safe_load(show("dvc.lock"))["stages"]
@@ -120,8 +151,16 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
     release_md5 = stages["release"]["outs"][0]["md5"]
     name = params.release.model_name
     repository = image_repo or params.cluster.image_repository
-    return inference_service(name, NAMESPACE, f"{repository}:{commit}", storage_prefix(bucket, name, release_md5),
-                             ref, commit, feedback_url, s3_endpoint)  # fmt: skip
+    return inference_service(
+        name,
+        NAMESPACE,
+        f"{repository}:{commit}",
+        storage_prefix(bucket, name, release_md5),
+        ref,
+        commit,
+        feedback_url,
+        s3_endpoint,
+    )
 
 
 if __name__ == "__main__":
@@ -129,15 +168,22 @@ if __name__ == "__main__":
 
     import yaml
 
-    parser = argparse.ArgumentParser(description="Print the KServe InferenceService of a release: "
-                                     "`make inference-service REF=model@v1.0.0 | kubectl apply -f -`")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description="Print the KServe InferenceService of a release: "
+        "`make inference-service REF=model@v1.0.0 | kubectl apply -f -`"
+    )
     parser.add_argument("ref")
     parser.add_argument("--image-repo", help="default: params.yaml cluster.image_repository at REF")
     parser.add_argument("--bucket", default="mlcore")
     parser.add_argument("--s3-endpoint", default="http://mlcore-s3.mlcore.svc:8333")
-    parser.add_argument("--feedback-url", default="", help="accept feedback into this s3:// prefix (default: off); "
-                        f"create Secret {FEEDBACK_SECRET} with key token first")  # fmt: skip
+    parser.add_argument(
+        "--feedback-url",
+        default="",
+        help="accept feedback into this s3:// prefix (default: off); "
+        f"create Secret {FEEDBACK_SECRET} with key token first",
+    )
     arguments = parser.parse_args()
-    service = for_revision(arguments.ref, arguments.image_repo, arguments.bucket, arguments.s3_endpoint,
-                           arguments.feedback_url)  # fmt: skip
+    service = for_revision(
+        arguments.ref, arguments.image_repo, arguments.bucket, arguments.s3_endpoint, arguments.feedback_url
+    )
     print(yaml.safe_dump(service, sort_keys=False), end="")

@@ -31,8 +31,7 @@ from hera.workflows.models import WorkflowTemplateRef
 
 from mlcore.hardware import NFD_LABELS
 from mlcore.stages.paths import PROVENANCE_PATH
-from workflows.pipeline import NAMESPACE, PIPELINE, REPRODUCE
-from workflows.task import RECORD_FILES
+from workflows.names import NAMESPACE, PIPELINE, RECORD_FILES, REPRODUCE
 
 LABEL_PREFIX = "mlcore.dev"
 
@@ -77,8 +76,10 @@ def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
 
     hardware = provenance(commit).get("environment", {}).get("hardware")  # mlcore.hardware.describe()
     if hardware is None and not anywhere:
-        raise SubmitError(f"{commit[:12]}'s provenance records no hardware class to pin the replay to; "
-                          "submit with ANY_HARDWARE=1 (--any-hardware) to run it on any node")  # fmt: skip
+        raise SubmitError(
+            f"{commit[:12]}'s provenance records no hardware class to pin the replay to; "
+            "submit with ANY_HARDWARE=1 (--any-hardware) to run it on any node"
+        )
     labels = node_labels(hardware) if hardware else dict.fromkeys(NFD_LABELS, "unrecorded")
     return {**{f"cpu-{k}": v for k, v in labels.items()}, "run-anywhere-os": "linux" if anywhere else "none"}
 
@@ -149,8 +150,9 @@ def submit_with_cli(workflow: Workflow, namespace: str) -> str:
     with tempfile.TemporaryDirectory() as directory:
         manifest = Path(directory) / "workflow.yaml"
         manifest.write_text(workflow.to_yaml())
-        result = subprocess.run(["argo", "submit", "-n", namespace, "-o", "name", str(manifest)],
-                                capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            ["argo", "submit", "-n", namespace, "-o", "name", str(manifest)], capture_output=True, text=True
+        )
     if result.returncode != 0:
         raise SubmitError(f"argo submit failed: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -217,8 +219,10 @@ def main() -> None:
         name = submit(workflow, arguments.namespace)
     except SubmitError as exc:
         sys.exit(f"error: {exc}")
-    print(f"submitted {name} for {arguments.ref} ({commit[:12]}); watch it with `argo watch -n {arguments.namespace} "
-          f"{name.removeprefix('workflow.argoproj.io/')}` or in the Argo UI")  # fmt: skip
+    print(
+        f"submitted {name} for {arguments.ref} ({commit[:12]}); watch it with `argo watch -n {arguments.namespace} "
+        f"{name.removeprefix('workflow.argoproj.io/')}` or in the Argo UI"
+    )
 
 
 if __name__ == "__main__":

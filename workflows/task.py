@@ -44,12 +44,11 @@ import yaml
 from mlcore.metrics import lookup
 from mlcore.ops.registry import PROD
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
-from mlcore.pins import DEFAULT_PINS_PATH, Pins, write_pins
-from mlcore.stages.paths import BEST_PATH
+from mlcore.pins import Pins, write_pins
+from mlcore.stages.paths import BEST_PATH, PROVENANCE_PATH
 from mlcore.storage.s3 import S3Prefix
+from workflows.names import LOCK, RECORD_FILES
 
-LOCK = Path("dvc.lock")
-PROVENANCE = Path("models/provenance.json")
 MODEL = "models/model.keras"
 RELEASE = "release"
 
@@ -112,10 +111,6 @@ def check_revision(revision: str) -> None:
         sys.exit(f"error: this image holds commit {head}, not revision {revision!r}; build the image at that revision")
 
 
-# What a tag may change on top of the commit its image was built at: the pipeline's publish task commits these
-RECORD_FILES = {str(LOCK), str(PROVENANCE), str(DEFAULT_PINS_PATH)}
-
-
 def checkout_tag(tag: str, remote: str) -> None:
     """Fetch `tag` from `remote` and check it out, refusing a tag whose code is not the image's."""
     if not remote:
@@ -124,8 +119,10 @@ def checkout_tag(tag: str, remote: str) -> None:
     changed = set(_run("git", "diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
     if changed - RECORD_FILES:
         code = ", ".join(sorted(changed - RECORD_FILES))
-        sys.exit(f"error: tag {tag!r} changes code of the image's commit ({code}); "
-                 "submit it with the image built at the tag's own commit")  # fmt: skip
+        sys.exit(
+            f"error: tag {tag!r} changes code of the image's commit ({code}); "
+            "submit it with the image built at the tag's own commit"
+        )
     _run("git", "checkout", "--quiet", f"refs/tags/{tag}")
 
 
@@ -240,14 +237,20 @@ def publish_release(entries: dict[str, dict], model_name: str) -> str:
     files = {p.relative_to(RELEASE).as_posix(): p for p in Path(RELEASE).rglob("*") if p.is_file()}
     files = {name: path for name, path in files.items() if not name.endswith(".gitignore")}
     url = storage_prefix(os.environ["MLCORE_S3_BUCKET"], model_name, release[0]["md5"])
-    upload({**files, "provenance.json": PROVENANCE}, url)
+    upload({**files, "provenance.json": PROVENANCE_PATH}, url)
     return url
 
 
 def publish(
-    entries: dict[str, dict], push: bool, remote: str, branch: str, release: str, model_name: str,
-    promote: bool = False, deploy: bool = False,
-) -> None:  # fmt: skip
+    entries: dict[str, dict],
+    push: bool,
+    remote: str,
+    branch: str,
+    release: str,
+    model_name: str,
+    promote: bool = False,
+    deploy: bool = False,
+) -> None:
     if release and not push:
         sys.exit(f"error: release {release!r} needs git-push true (the tag must reach the repository)")
     configure_remote()
@@ -257,7 +260,7 @@ def publish(
     emit("model-md5", next(o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == MODEL))
     emit("commit", _run("git", "rev-parse", "HEAD"))
     emit("storage-uri", publish_release(entries, model_name))
-    for path in (str(LOCK), str(PROVENANCE)):
+    for path in (str(LOCK), str(PROVENANCE_PATH)):
         emit_report(path)
     if push and not remote:
         sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
@@ -273,9 +276,13 @@ def publish(
     _run("git", *identity, "commit", "-q", "-m", f"dvc.lock, pins and provenance from workflow branch {branch}")
     refspecs = [f"{branch}:refs/heads/{branch}"]
     if release and promoted:
-        env = {**os.environ, "GIT_COMMITTER_NAME": "mlcore workflow", "GIT_AUTHOR_NAME": "mlcore workflow",
-               "GIT_COMMITTER_EMAIL": "mlcore-workflow@users.noreply.local",
-               "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local"}  # fmt: skip
+        env = {
+            **os.environ,
+            "GIT_COMMITTER_NAME": "mlcore workflow",
+            "GIT_AUTHOR_NAME": "mlcore workflow",
+            "GIT_COMMITTER_EMAIL": "mlcore-workflow@users.noreply.local",
+            "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local",
+        }
         stage = ["--stage", PROD] if promote else []
         subprocess.run([sys.executable, "-m", "mlcore.ops.release", release, *stage], check=True, env=env)
         refspecs.append(f"refs/tags/model@{release}")
@@ -332,8 +339,9 @@ def snapshot(remote: str) -> None:
 def fetch_registry(remote: str, *refspecs: str) -> None:
     """The repository's model tags (GTO's registry) as they are now, replacing the image's own stale ones: GTO
     numbers a new assignment after the highest tag it sees."""
-    _git_authenticated(remote, "fetch", "--quiet", "--prune", "--no-tags", remote,
-                       "+refs/tags/model*:refs/tags/model*", *refspecs)  # fmt: skip
+    _git_authenticated(
+        remote, "fetch", "--quiet", "--prune", "--no-tags", remote, "+refs/tags/model*:refs/tags/model*", *refspecs
+    )
 
 
 def verify(entries: dict[str, dict], revision: str) -> None:
@@ -418,14 +426,20 @@ def main() -> None:
     if getattr(arguments, "pins", ""):
         use_pins(arguments.pins)
     if arguments.command == "stage":
-        run_stage(arguments.name, read_entries(), arguments.retrain == "true", arguments.publish,
-                  arguments.work_prefix)  # fmt: skip
+        run_stage(arguments.name, read_entries(), arguments.retrain == "true", arguments.publish, arguments.work_prefix)
     elif arguments.command == "check-serving":
         check_serving(arguments.url, arguments.commit, arguments.timeout)
     elif arguments.command == "publish":
         flags = {"promote": arguments.promote == "true", "deploy": arguments.deploy == "true"}
-        publish(read_entries(), arguments.git_push == "true", arguments.git_remote, arguments.branch,
-                arguments.release, arguments.model_name, **flags)  # fmt: skip
+        publish(
+            read_entries(),
+            arguments.git_push == "true",
+            arguments.git_remote,
+            arguments.branch,
+            arguments.release,
+            arguments.model_name,
+            **flags,
+        )
     elif arguments.command == "snapshot":
         snapshot(arguments.git_remote)
     else:

@@ -7,12 +7,14 @@ caller (training, evaluation, the server) feeds raw pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 from keras import layers
 
 from mlcore.data.oxford import CLASS_NAMES
+from mlcore.params import ModelParams
 
 NUM_CLASSES = len(CLASS_NAMES)
 # Skip connections from fine to coarse; the last is the bottleneck. Both give strides 2, 4, 8, 16, 32.
@@ -107,14 +109,29 @@ def build_unet(
     model = keras.Model(inputs, probabilities, name=f"unet_{encoder}")
     # Keras' MobileNetV2 uses momentum 0.999: after a short training from scratch its moving statistics
     # are still near their initial values and inference collapses to one class.
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = batchnorm_momentum
     return model
 
 
-def _all_layers(model: keras.Model):
+def unet_builder(model: ModelParams, image_size: int) -> Callable[[], keras.Model]:
+    """A zero-argument factory for params.yaml's U-Net (training calls it only when not resuming)."""
+    return lambda: build_unet(
+        image_size,
+        model.encoder,
+        model.encoder_weights,
+        model.encoder_trainable,
+        model.mobilenet_alpha,
+        tuple(model.decoder_filters),
+        model.dropout,
+        model.batchnorm_momentum,
+    )
+
+
+def all_layers(model: keras.Model):
+    """Every layer, those of nested models (the encoder) included."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)

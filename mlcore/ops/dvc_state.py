@@ -52,9 +52,12 @@ class S3Remote:
         import boto3
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name="us-east-1",
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
 
 
 def default_remote(repo_root: Path = Path(".")) -> S3Remote:
@@ -71,13 +74,19 @@ def default_remote(repo_root: Path = Path(".")) -> S3Remote:
     if not url.startswith("s3://"):
         raise RuntimeError(f"remote '{name}' is {url}, not S3")
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    return S3Remote(name, bucket, prefix.rstrip("/"), remote.get("endpointurl"),
-                    remote.get("access_key_id"), remote.get("secret_access_key"))  # fmt: skip
+    return S3Remote(
+        name,
+        bucket,
+        prefix.rstrip("/"),
+        remote.get("endpointurl"),
+        remote.get("access_key_id"),
+        remote.get("secret_access_key"),
+    )
 
 
 @dataclass(frozen=True)
 class StageNode:
-    name: str  # DVC's address: "train", or "trials@3" for an item of a foreach/matrix stage
+    name: str  # DVC's address: "train", or "rung0@3" for an item of a foreach/matrix stage
     upstream: tuple[str, ...]  # the stages whose outputs this one depends on, sorted
     metrics: tuple[str, ...] = ()  # its metrics files
     reports: tuple[str, ...] = ()  # its metrics and plot files (not directories), for a person to look at
@@ -85,7 +94,7 @@ class StageNode:
 
     @property
     def base(self) -> str:
-        """The dvc.yaml stage this is (an item of): 'trials@3' -> 'trials'."""
+        """The dvc.yaml stage this is (an item of): 'rung0@3' -> 'rung0'."""
         return self.name.split("@")[0]
 
 

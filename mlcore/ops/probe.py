@@ -44,8 +44,10 @@ def main() -> None:
         known = json.loads(path.read_text())
         differing = compare(record["hashes"], known["hashes"])
         if differing:
-            sys.exit(f"error: {len(differing)} operations differ from this class's own record {path} "
-                     f"(non-determinism on one hardware class: a bug): {', '.join(differing[:12])}")  # fmt: skip
+            sys.exit(
+                f"error: {len(differing)} operations differ from this class's own record {path} "
+                f"(non-determinism on one hardware class: a bug): {', '.join(differing[:12])}"
+            )
         print(f"matches {path} exactly")
     else:
         arguments.records.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,10 @@ def main() -> None:
     for other in sorted(arguments.records.glob("*.json")):
         if other != path:
             differing = compare(record["hashes"], json.loads(other.read_text())["hashes"])
-            print(f"vs {other.stem}: {len(differing)} of {len(record['hashes'])} operations differ"
-                  + (f", e.g. {', '.join(differing[:8])}" if differing else ""))  # fmt: skip
+            print(
+                f"vs {other.stem}: {len(differing)} of {len(record['hashes'])} operations differ"
+                + (f", e.g. {', '.join(differing[:8])}" if differing else "")
+            )
 
 
 if __name__ == "__main__":

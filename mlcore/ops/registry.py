@@ -70,8 +70,9 @@ def champion(repo: Path = Path(".")) -> ChampionPin:
     missing = [str(path) for path in (MODEL_PATH, CALIBRATOR_PATH) if str(path) not in outputs]
     if missing:
         raise RegistryError(f"{tag}'s dvc.lock has no {', '.join(missing)}: it is not a model this pipeline made")
-    return ChampionPin(version=version, commit=commit, model_md5=outputs[str(MODEL_PATH)],
-                       calibrator_md5=outputs[str(CALIBRATOR_PATH)])  # fmt: skip
+    return ChampionPin(
+        version=version, commit=commit, model_md5=outputs[str(MODEL_PATH)], calibrator_md5=outputs[str(CALIBRATOR_PATH)]
+    )
 
 
 def prod_versions(repo: Path = Path(".")) -> list[str]:
@@ -107,8 +108,10 @@ def main() -> None:
         current, previous = rollback()
     except RegistryError as exc:
         sys.exit(f"error: {exc}")
-    print(f"{PROD}: {current} -> {previous}. Push the tags (`git push --tags`) and deploy it: "
-          f"`make inference-service REF={ARTIFACT}@{previous} | kubectl apply -f -`")  # fmt: skip
+    print(
+        f"{PROD}: {current} -> {previous}. Push the tags (`git push --tags`) and deploy it: "
+        f"`make inference-service REF={ARTIFACT}@{previous} | kubectl apply -f -`"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ from mlcore.ops.snapshot import NextPins, next_pins
 from mlcore.params import load_params
 from mlcore.pins import load_pins, write_pins
 from mlcore.provenance import uncommitted_files
-from mlcore.stages.compare import COMPARE_PATH
-from mlcore.stages.paths import INFLOW_DIR, PREPARED_DIR, PROVENANCE_PATH
+from mlcore.stages.paths import COMPARE_PATH, INFLOW_DIR, PREPARED_DIR, PROVENANCE_PATH
 
 RECORDED = ["pins.yaml", "dvc.lock", str(PROVENANCE_PATH)]
 LOG_DIR = Path("logs")
@@ -88,8 +87,11 @@ def retrain(log: Path) -> dict:
         if repro.returncode != 0:
             if "release gate failed" not in log.read_text():
                 raise RetrainFailed(f"`dvc repro` failed; its output is in {log}; nothing was recorded")
-            return {**outcome, **_results(), "verdict": "REFUSED by the release gate (see the log); nothing "
-                    "recorded, the samples stay new"}  # fmt: skip
+            return {
+                **outcome,
+                **_results(),
+                "verdict": "REFUSED by the release gate (see the log); nothing recorded, the samples stay new",
+            }
         _step(sys.executable, "-m", "mlcore.stages.provenance", log=log)
         _step(sys.executable, "-m", "mlcore.ops.remote", "check", log=log)
         _step(sys.executable, "-m", "dvc", "push", "--run-cache", log=log)
@@ -97,8 +99,16 @@ def retrain(log: Path) -> dict:
         decision = "promote" if results["promote"] else "keep the champion"
         recorded = [*RECORDED, *_ignore_files()]
         _step("git", "add", *recorded, log=log)
-        _step("git", "commit", "-q", "-m", f"retrain: {results['inflow']['taken']} new sample(s), {decision}", "--",
-              *recorded, log=log)  # fmt: skip
+        _step(
+            "git",
+            "commit",
+            "-q",
+            "-m",
+            f"retrain: {results['inflow']['taken']} new sample(s), {decision}",
+            "--",
+            *recorded,
+            log=log,
+        )
         committed = True
     finally:
         if not committed:
@@ -112,8 +122,10 @@ def retrain(log: Path) -> dict:
         register(version, PROD)
     except ReleaseRefused as exc:
         raise RetrainFailed(f"committed {commit[:12]} but could not register it: {exc}") from exc
-    return {**outcome, "verdict": f"PROMOTED: {results['reason']}; {ARTIFACT}@{version} is in {PROD} "
-            "(`git push --tags` shares it)"}  # fmt: skip
+    return {
+        **outcome,
+        "verdict": f"PROMOTED: {results['reason']}; {ARTIFACT}@{version} is in {PROD} (`git push --tags` shares it)",
+    }
 
 
 def _results() -> dict:
@@ -136,10 +148,14 @@ def summary(outcome: dict, drift: str | None) -> str:
     if "inflow" in outcome:
         counts = outcome["inflow"]
         reasons = ", ".join(f"{reason} {n}" for reason, n in counts["by_reason"].items())
-        lines.append(f"              taken {counts['taken']}, duplicates {counts['duplicates']}, "
-                     f"quarantined {counts['quarantined']}{f' ({reasons})' if reasons else ''}")  # fmt: skip
-        lines += [f"              quarantined {row['image'] or row['trimap']}: {row['reason']}"
-                  for row in outcome["quarantined"][:5]]  # fmt: skip
+        lines.append(
+            f"              taken {counts['taken']}, duplicates {counts['duplicates']}, "
+            f"quarantined {counts['quarantined']}{f' ({reasons})' if reasons else ''}"
+        )
+        lines += [
+            f"              quarantined {row['image'] or row['trimap']}: {row['reason']}"
+            for row in outcome["quarantined"][:5]
+        ]
         splits = ", ".join(f"{name} {count} (+{new} inflow)" for name, (count, new) in outcome["splits"].items())
         lines.append(f"  data        {splits}")
     if "challenger" in outcome:
@@ -149,8 +165,10 @@ def summary(outcome: dict, drift: str | None) -> str:
                 lines.append(f"  {label:<11} none in {PROD}")
                 continue
             name = f"{model['version']} " if "version" in model else ""
-            lines.append(f"  {label:<11} {name}model {model['model_sha256'][:12]}  "
-                         f"{metric} {float(lookup(model['metrics'], metric)):.4f}")  # fmt: skip
+            lines.append(
+                f"  {label:<11} {name}model {model['model_sha256'][:12]}  "
+                f"{metric} {float(lookup(model['metrics'], metric)):.4f}"
+            )
     lines.append(f"  decision    {outcome['verdict']}")
     if drift:
         lines += [

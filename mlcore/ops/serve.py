@@ -59,9 +59,21 @@ def main() -> None:
         except ReplayError as exc:
             sys.exit(f"error: cannot get the release of {arguments.ref}: {exc}")
         version = arguments.ref
-    command = [sys.executable, "-m", "mlcore.serving", "--release-dir", str(root / RELEASE),
-               "--provenance", str(root / "models" / "provenance.json"), "--version", version,
-               "--host", arguments.host, "--port", str(arguments.port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mlcore.serving",
+        "--release-dir",
+        str(root / RELEASE),
+        "--provenance",
+        str(root / "models" / "provenance.json"),
+        "--version",
+        version,
+        "--host",
+        arguments.host,
+        "--port",
+        str(arguments.port),
+    ]
     print(f"serving {version} on http://{arguments.host}:{arguments.port}/v2/models/<name>", flush=True)
     os.execve(sys.executable, command, env)
 

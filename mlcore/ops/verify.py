@@ -51,8 +51,11 @@ def check_object(remote: S3Remote, client, md5: str) -> str | None:
 
 def _dir_entries(remote: S3Remote, client, dir_md5: str, cache_dir: Path) -> list[str]:
     local = cache_dir / "files" / "md5" / dir_md5[:2] / dir_md5[2:]
-    listing = local.read_bytes() if local.exists() else client.get_object(
-        Bucket=remote.bucket, Key=remote.object_key(dir_md5))["Body"].read()  # fmt: skip
+    listing = (
+        local.read_bytes()
+        if local.exists()
+        else client.get_object(Bucket=remote.bucket, Key=remote.object_key(dir_md5))["Body"].read()
+    )
     return [entry["md5"] for entry in json.loads(listing)]
 
 
@@ -67,9 +70,11 @@ def verify(repo_root: Path = Path(".")) -> tuple[int, list[Problem]]:
     with Repo(str(repo_root)) as repo:
         cache_dir = Path(repo.cache.local.path).parent.parent
         outputs = [  # cached outputs that dvc.lock records (a stage that never ran has none)
-            (stage.name, out) for stage in repo.index.stages for out in stage.outs
+            (stage.name, out)
+            for stage in repo.index.stages
+            for out in stage.outs
             if out.use_cache and out.hash_info.value
-        ]  # fmt: skip
+        ]
     for stage, out in outputs:
         md5 = out.hash_info.value
         objects = [md5]

@@ -54,16 +54,23 @@ DEFAULT_LIMITS = Limits()
 DEFAULT_BATCHING = Batching()
 
 
-def create_app(model: ReleasedModel, feedback: FeedbackConfig | None = None, limits: Limits = DEFAULT_LIMITS,
-               batching: Batching = DEFAULT_BATCHING) -> FastAPI:  # fmt: skip
+def create_app(
+    model: ReleasedModel,
+    feedback: FeedbackConfig | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    batching: Batching = DEFAULT_BATCHING,
+) -> FastAPI:
     app = FastAPI(title=f"{model.name} ({model.version})", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = ServerMetrics()
     app.add_middleware(MeasuredApp, metrics=metrics)
     workers = ThreadPoolExecutor(batching.workers, thread_name_prefix="codec")
     batcher = DynamicBatcher(model.predict, batching.max_batch, batching.max_delay_s, metrics.batch_size.observe)
     buffered = ByteBudget(limits.max_buffered_bytes)
-    head = {"model_name": model.name, "model_version": model.version,
-            "parameters": {"git_commit": model.commit, "model_sha256": model.release["model_sha256"]}}  # fmt: skip
+    head = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "parameters": {"git_commit": model.commit, "model_sha256": model.release["model_sha256"]},
+    }
     extensions = ["binary_tensor_data", *(["feedback"] if feedback else [])]
 
     async def off_loop(function, *args):
@@ -141,14 +148,18 @@ def create_app(model: ReleasedModel, feedback: FeedbackConfig | None = None, lim
         @app.post("/v2/models/{name}/feedback")
         async def feedback_off(name: str) -> None:
             known(name, None)
-            raise RequestError("feedback is off on this server (it writes training data); the operator enables "
-                               "it with MLCORE_FEEDBACK_URL and MLCORE_FEEDBACK_TOKEN", 404)  # fmt: skip
+            raise RequestError(
+                "feedback is off on this server (it writes training data); the operator enables "
+                "it with MLCORE_FEEDBACK_URL and MLCORE_FEEDBACK_TOKEN",
+                404,
+            )
 
     return app
 
 
-def _feedback_route(app: FastAPI, model: ReleasedModel, feedback: FeedbackConfig, limits: Limits,
-                    buffered: ByteBudget, off_loop, known) -> None:  # fmt: skip
+def _feedback_route(
+    app: FastAPI, model: ReleasedModel, feedback: FeedbackConfig, limits: Limits, buffered: ByteBudget, off_loop, known
+) -> None:
     """POST /v2/models/{name}/feedback. The cheap checks come first (token, quota, type), so a caller without
     the token costs nothing; the quota counts stored samples; S3 writes have threads and a deadline of their
     own, so a stalled store answers 503 and never holds up inference."""
@@ -163,8 +174,12 @@ def _feedback_route(app: FastAPI, model: ReleasedModel, feedback: FeedbackConfig
             raise RequestError("feedback needs `Authorization: Bearer <token>`", 401, {"www-authenticate": "Bearer"})
         client = client_key(request.client.host if request.client else None)
         if wait := quota.take(client):
-            raise RequestError(f"{client} has stored its {feedback.per_hour} feedback samples for this hour; retry "
-                               f"in {math.ceil(wait)} s", 429, {"retry-after": str(math.ceil(wait))})  # fmt: skip
+            raise RequestError(
+                f"{client} has stored its {feedback.per_hour} feedback samples for this hour; retry "
+                f"in {math.ceil(wait)} s",
+                429,
+                {"retry-after": str(math.ceil(wait))},
+            )
         try:
             sample = await receive_sample(request, client)
         except BaseException:

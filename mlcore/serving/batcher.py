@@ -18,8 +18,13 @@ import numpy as np
 
 
 class DynamicBatcher:
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int, max_delay_s: float,
-                 observe: Callable[[int], None] = lambda size: None):  # fmt: skip
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        max_batch: int,
+        max_delay_s: float,
+        observe: Callable[[int], None] = lambda size: None,
+    ):
         self._predict = predict
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s

@@ -95,8 +95,9 @@ class SentInSlices(Response):
                 for part in self.parts:
                     view = memoryview(part)
                     for start in range(0, len(view), SLICE):
-                        await send({"type": "http.response.body", "body": view[start : start + SLICE],
-                                    "more_body": True})  # fmt: skip
+                        await send(
+                            {"type": "http.response.body", "body": view[start : start + SLICE], "more_body": True}
+                        )
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
             if drop := scope.get("extensions", {}).get(DROP):

@@ -26,11 +26,15 @@ def binary_request(
         assert encoded is not None
         name, datatype, shape = "image_bytes", "BYTES", [len(encoded)]
         data = b"".join(struct.pack("<I", len(item)) + item for item in encoded)
-    header = orjson.dumps({
-        "inputs": [{"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": len(data)}}],
-        "outputs": [{"name": output} for output in outputs],
-        "parameters": {"binary_data_output": True},
-    })  # fmt: skip
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": len(data)}}
+            ],
+            "outputs": [{"name": output} for output in outputs],
+            "parameters": {"binary_data_output": True},
+        }
+    )
     return header + data, {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
 
 

@@ -97,8 +97,9 @@ class Sample:
 def parse_sample(body: object, limits: Limits) -> Sample:
     """A feedback body {"image": base64, "mask": base64 PNG trimap, "note": optional} -> the sample to store."""
     if not isinstance(body, dict) or not {"image", "mask"} <= body.keys():
-        raise RequestError('feedback needs a JSON object with "image" (base64 JPEG/PNG) and "mask" (base64 PNG '
-                           "trimap 1/2/3)")  # fmt: skip
+        raise RequestError(
+            'feedback needs a JSON object with "image" (base64 JPEG/PNG) and "mask" (base64 PNG trimap 1/2/3)'
+        )
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
         raise RequestError(f'feedback: "note" must be a string of at most {MAX_NOTE_LENGTH} characters')
@@ -106,8 +107,10 @@ def parse_sample(body: object, limits: Limits) -> Sample:
     image = open_image(image_bytes, "feedback image", limits)
     mask = open_image(mask_bytes, "feedback mask", limits, formats=("PNG",))
     if mask.size != image.size or mask.mode not in ("L", "P"):
-        raise RequestError(f"feedback mask: a single-channel 8-bit {image.size[0]}x{image.size[1]} trimap is "
-                           f"required, got {mask.mode} {mask.size[0]}x{mask.size[1]}")  # fmt: skip
+        raise RequestError(
+            f"feedback mask: a single-channel 8-bit {image.size[0]}x{image.size[1]} trimap is "
+            f"required, got {mask.mode} {mask.size[0]}x{mask.size[1]}"
+        )
     pixels, trimap = decode(image, "feedback image"), np.asarray(load(mask, "feedback mask"))
     stray = sorted(set(np.unique(trimap).tolist()) - TRIMAP_VALUES)
     if stray:

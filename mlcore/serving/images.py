@@ -34,8 +34,9 @@ def open_image(data: bytes, where: str, limits: Limits, formats: tuple[str, ...]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise RequestError(f"{where}: not a readable {' or '.join(formats)} image ({exc})", 415) from None
     if image.mode in WIDE_MODES:
-        raise RequestError(f"{where}: {image.mode} pixels (16-bit or float) would lose their range in RGB; send "
-                           "an 8-bit image", 415)  # fmt: skip
+        raise RequestError(
+            f"{where}: {image.mode} pixels (16-bit or float) would lose their range in RGB; send an 8-bit image", 415
+        )
     limits.check_image(*image.size, where)
     return image
 
@@ -118,8 +119,9 @@ def mask_at_size(probabilities: np.ndarray, height: int, width: int) -> np.ndarr
     chunk_of_cell = (np.cumsum(sizes) - sizes) // CHUNK_PIXELS
     for chunk in np.unique(chunk_of_cell):
         cells = chunk_of_cell == chunk
-        cell, row, column = _pixels_of_cells(row_start[cells], column_start[cells], row_count[cells],
-                                             column_count[cells])  # fmt: skip
+        cell, row, column = _pixels_of_cells(
+            row_start[cells], column_start[cells], row_count[cells], column_count[cells]
+        )
         _interpolate_mask(probabilities, mask, image[cells][cell], row, column, rows, columns)
     return mask
 

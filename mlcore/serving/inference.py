@@ -50,8 +50,9 @@ def prepare(body: bytes, header_length: str | None, limits: Limits, image_size: 
 def _check_budget(request: InferRequest, limits: Limits, count: int, height: int, width: int, classes: int) -> int:
     pixels = count * height * width
     per_pixel = {"mask": ("UINT8", 1), "probabilities": ("FP32", classes)}
-    return limits.check_budget(pixels, [(per_pixel[o.name][0], pixels * per_pixel[o.name][1], o.binary)
-                                        for o in request.outputs])  # fmt: skip
+    return limits.check_budget(
+        pixels, [(per_pixel[o.name][0], pixels * per_pixel[o.name][1], o.binary) for o in request.outputs]
+    )
 
 
 def finish(job: Job, probabilities: np.ndarray, head: dict) -> tuple[list[bytes], dict, dict[str, list[float]]]:

@@ -51,8 +51,11 @@ class Limits:
         """`pixels`: the request's input pixels; `outputs`: (datatype, values, binary) of each output tensor.
         Returns the response's size (an upper bound), which the response holds of the server's byte budget."""
         if pixels > self.max_request_pixels:
-            raise RequestError(f"the request's images hold {pixels} pixels in all, over the budget of "
-                               f"{self.max_request_pixels}; send fewer or smaller images per request", 413)  # fmt: skip
+            raise RequestError(
+                f"the request's images hold {pixels} pixels in all, over the budget of "
+                f"{self.max_request_pixels}; send fewer or smaller images per request",
+                413,
+            )
         size = sum(values * (BINARY_BYTES if binary else JSON_BYTES)[datatype] for datatype, values, binary in outputs)
         if size > self.max_response_bytes:
             raise RequestError(

@@ -39,9 +39,11 @@ class ServerMetrics:
         )
         self.images = Counter("mlcore_images_total", "Images segmented", registry=registry)
         self.batch_size = Histogram(
-            "mlcore_batch_size", "Images per model call (dynamic batching)", registry=registry,
+            "mlcore_batch_size",
+            "Images per model call (dynamic batching)",
+            registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
-        )  # fmt: skip
+        )
         self.drift = {
             signal: Histogram(name, DRIFT_HELP[signal], registry=registry, buckets=SIGNALS[signal])
             for signal, name in METRIC_NAMES.items()

@@ -56,8 +56,10 @@ class InferRequest:
 
 def parse_json(data: bytes, where: str = "the body") -> object:
     if data.count(b"[") + data.count(b"{") > MAX_CONTAINERS:
-        raise RequestError(f"{where} holds more than {MAX_CONTAINERS} JSON lists and objects: send tensor data "
-                           "flat (row-major), or binary")  # fmt: skip
+        raise RequestError(
+            f"{where} holds more than {MAX_CONTAINERS} JSON lists and objects: send tensor data "
+            "flat (row-major), or binary"
+        )
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -87,8 +89,10 @@ def parse_infer_request(body: bytes, header_length: str | None, limits: Limits) 
     binary = b""
     if header_length is not None:
         if not re.fullmatch(r"[0-9]{1,12}", header_length) or not 0 < int(header_length) <= len(body):
-            raise RequestError(f"Inference-Header-Content-Length {shown(header_length)} must be an integer between "
-                               f"1 and the body's length ({len(body)})")  # fmt: skip
+            raise RequestError(
+                f"Inference-Header-Content-Length {shown(header_length)} must be an integer between "
+                f"1 and the body's length ({len(body)})"
+            )
         body, binary = body[: int(header_length)], memoryview(body)[int(header_length) :]
     request = parse_json(body)
     if not isinstance(request, dict):
@@ -119,8 +123,7 @@ def _parse_input(tensor: dict, binary: memoryview | bytes, limits: Limits):
     parameters = _field(tensor, "parameters", dict, where, required=False) or {}
     size = _field(parameters, "binary_data_size", int, f"{where} parameters", required=False)
     if (size is None) == ("data" not in tensor):
-        raise RequestError(f"{where}: give either 'data' or 'parameters.binary_data_size' (binary extension), "
-                           "not both")  # fmt: skip
+        raise RequestError(f"{where}: give either 'data' or 'parameters.binary_data_size' (binary extension), not both")
     if size is not None and (size < 0 or size > len(binary)):
         raise RequestError(f"{where}: binary_data_size {size} but the body holds {len(binary)} bytes after the header")
     if name == "image":
@@ -157,13 +160,17 @@ def _uint8(data: object, shape: list[int], where: str) -> np.ndarray:
             break
         nested = [type(item) is list for item in values]
         if len(values) != math.prod(shape[: depth + 1]) or depth == len(shape) - 1 or not any(nested):
-            raise RequestError(f"{where}: data of {len(values)} values at nesting level {depth + 1} does not fit "
-                               f"shape {shape} ({expected} values)")  # fmt: skip
+            raise RequestError(
+                f"{where}: data of {len(values)} values at nesting level {depth + 1} does not fit "
+                f"shape {shape} ({expected} values)"
+            )
         if not all(nested):
             raise RequestError(f"{where}: data nests lists and values at the same level")
         if any(len(item) != shape[depth + 1] for item in values):
-            raise RequestError(f"{where}: data nested at level {depth + 2} does not have {shape[depth + 1]} "
-                               "entries everywhere (ragged)")  # fmt: skip
+            raise RequestError(
+                f"{where}: data nested at level {depth + 2} does not have {shape[depth + 1]} "
+                "entries everywhere (ragged)"
+            )
         values = [value for item in values for value in item]
     if not all(type(value) is int for value in values):
         raise RequestError(f"{where}: data must be integers 0..255 (no floats, strings, booleans or lists)")

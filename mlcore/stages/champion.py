@@ -7,12 +7,8 @@ from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
 from mlcore.pins import load_pins
 from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.paths import CHAMPION_DIR
+from mlcore.stages.paths import CHAMPION_CALIBRATOR, CHAMPION_DIR, CHAMPION_MODEL, CHAMPION_RECORD
 from mlcore.storage.content import ContentError, fetch_by_md5
-
-RECORD = "champion.json"
-MODEL = "model.keras"
-CALIBRATOR = "calibrator.json"
 
 
 def champion_stage(params: Params) -> None:
@@ -20,11 +16,11 @@ def champion_stage(params: Params) -> None:
     with atomic_dir(CHAMPION_DIR) as staging:
         if pin.version is not None:
             try:
-                fetch_by_md5(pin.model_md5, staging / MODEL)
-                fetch_by_md5(pin.calibrator_md5, staging / CALIBRATOR)
+                fetch_by_md5(pin.model_md5, staging / CHAMPION_MODEL.name)
+                fetch_by_md5(pin.calibrator_md5, staging / CHAMPION_CALIBRATOR.name)
             except ContentError as exc:
                 raise StageError(f"champion {pin.version}: {exc}") from exc
-        (staging / RECORD).write_text(canonical_json(pin.model_dump(mode="json")))
+        (staging / CHAMPION_RECORD.name).write_text(canonical_json(pin.model_dump(mode="json")))
 
 
 if __name__ == "__main__":

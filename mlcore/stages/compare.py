@@ -9,11 +9,18 @@ from mlcore.io import file_hexdigest, read_json, write_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.champion import CALIBRATOR, MODEL, RECORD
-from mlcore.stages.paths import CALIBRATOR_PATH, CHAMPION_DIR, METRICS_DIR, MODEL_PATH, PREPARED_DIR
+from mlcore.stages.paths import (
+    CALIBRATOR_PATH,
+    CHAMPION_CALIBRATOR,
+    CHAMPION_MODEL,
+    CHAMPION_RECORD,
+    COMPARE_PATH,
+    METRICS_DIR,
+    MODEL_PATH,
+    PREPARED_DIR,
+)
 
 log = logging.getLogger(__name__)
-COMPARE_PATH = METRICS_DIR / "compare.json"
 
 
 def score_champion(params: Params) -> dict:
@@ -24,13 +31,15 @@ def score_champion(params: Params) -> dict:
     from mlcore.model.serialize import load_model
     from mlcore.predict import predict_split
 
-    model = load_model(CHAMPION_DIR / MODEL)
+    model = load_model(CHAMPION_MODEL)
     size = read_json(PREPARED_DIR / "manifest.json")["image_size"]
     if tuple(model.input_shape[1:3]) not in ((size, size), (None, None)):
-        raise StageError(f"the champion takes {model.input_shape[1]} px images, this run's test split has {size} px: "
-                         "they cannot be compared. Release deliberately with `make release`")  # fmt: skip
+        raise StageError(
+            f"the champion takes {model.input_shape[1]} px images, this run's test split has {size} px: "
+            "they cannot be compared. Release deliberately with `make release`"
+        )
     test = predict_split(model, PREPARED_DIR, "test", params.train.batch_size)
-    calibrated = apply_calibrator(read_json(CHAMPION_DIR / CALIBRATOR), test.probabilities)
+    calibrated = apply_calibrator(read_json(CHAMPION_CALIBRATOR), test.probabilities)
     bins = params.calibrate.ece_bins
     return {"raw": scores(test.probabilities, test.labels, bins), "calibrated": scores(calibrated, test.labels, bins)}
 
@@ -38,7 +47,7 @@ def score_champion(params: Params) -> dict:
 def compare_stage(params: Params) -> None:
     from mlcore.champion import decide
 
-    record = read_json(CHAMPION_DIR / RECORD)
+    record = read_json(CHAMPION_RECORD)
     evaluation = read_json(METRICS_DIR / "evaluate.json")
     challenger = {
         "model_sha256": file_hexdigest(MODEL_PATH),
@@ -50,17 +59,26 @@ def compare_stage(params: Params) -> None:
         champion = {
             "version": record["version"],
             "commit": record["commit"],
-            "model_sha256": file_hexdigest(CHAMPION_DIR / MODEL),
-            "calibrator_sha256": file_hexdigest(CHAMPION_DIR / CALIBRATOR),
+            "model_sha256": file_hexdigest(CHAMPION_MODEL),
+            "calibrator_sha256": file_hexdigest(CHAMPION_CALIBRATOR),
             "metrics": score_champion(params),
         }
     rule = params.release.champion
-    decision = decide(rule.metric, rule.tolerance, challenger["metrics"], champion and champion["metrics"],
-                      record["version"] or "")  # fmt: skip
-    write_json(COMPARE_PATH, {
-        "metric": rule.metric, "tolerance": rule.tolerance, "test_images": evaluation["test_images"],
-        "challenger": challenger, "champion": champion, "promote": decision.promote, "reason": decision.reason,
-    })  # fmt: skip
+    decision = decide(
+        rule.metric, rule.tolerance, challenger["metrics"], champion and champion["metrics"], record["version"] or ""
+    )
+    write_json(
+        COMPARE_PATH,
+        {
+            "metric": rule.metric,
+            "tolerance": rule.tolerance,
+            "test_images": evaluation["test_images"],
+            "challenger": challenger,
+            "champion": champion,
+            "promote": decision.promote,
+            "reason": decision.reason,
+        },
+    )
     log.info("%s: %s", "promote" if decision.promote else "keep the champion", decision.reason)
 
 

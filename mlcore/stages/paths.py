@@ -9,6 +9,9 @@ MODEL_PATH = Path("models/model.keras")
 CALIBRATOR_PATH = Path("models/calibrator.json")
 PROVENANCE_PATH = Path("models/provenance.json")
 CHAMPION_DIR = Path("models/champion")  # the model in prod when the run started, to compare the new one with
+CHAMPION_RECORD = CHAMPION_DIR / "champion.json"
+CHAMPION_MODEL = CHAMPION_DIR / "model.keras"
+CHAMPION_CALIBRATOR = CHAMPION_DIR / "calibrator.json"
 RELEASE_DIR = Path("release")
 TUNING_DIR = Path("tuning")
 PLAN_PATH = TUNING_DIR / "plan.json"
@@ -16,6 +19,7 @@ BEST_PATH = TUNING_DIR / "best.json"
 TRAIN_LIVE_DIR = Path("dvclive/train")
 METRICS_DIR = Path("metrics")
 ROBUSTNESS_PATH = METRICS_DIR / "robustness.json"
+COMPARE_PATH = METRICS_DIR / "compare.json"
 PLOTS_DIR = Path("plots")
 # Not DVC outputs: checkpoints exist only while a training is unfinished, and TensorBoard event files
 # carry wall-clock times, which would make dvc.lock differ on every run.

@@ -12,10 +12,10 @@ from mlcore.io import atomic_dir, canonical_json, file_hexdigest, read_json
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
 from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.compare import COMPARE_PATH
 from mlcore.stages.paths import (
     BEST_PATH,
     CALIBRATOR_PATH,
+    COMPARE_PATH,
     METRICS_DIR,
     MODEL_PATH,
     PREPARED_DIR,
@@ -33,8 +33,10 @@ def release_stage(params: Params) -> None:
     print(format_table(checks))
     if not all(check.passed for check in checks):
         failed = ", ".join(c.metric for c in checks if not c.passed)
-        raise StageError(f"release gate failed ({failed}); nothing exported. Improve the model or change "
-                         "params.yaml release.gate deliberately")  # fmt: skip
+        raise StageError(
+            f"release gate failed ({failed}); nothing exported. Improve the model or change "
+            "params.yaml release.gate deliberately"
+        )
 
     pin_runtime(params.runtime, params.seed)
     from mlcore.data.oxford import CLASS_NAMES

@@ -8,9 +8,8 @@ import io
 
 from mlcore.io import atomic_file, write_json
 from mlcore.params import Params
-from mlcore.stages._common import run_stage
+from mlcore.stages._common import read_rung, run_stage
 from mlcore.stages.paths import BEST_PATH, METRICS_DIR, PLOTS_DIR
-from mlcore.stages.trial import read_rung
 from mlcore.tuning import select
 
 SCORES_PATH = PLOTS_DIR / "tune" / "scores.csv"
@@ -31,13 +30,16 @@ def select_stage(params: Params) -> None:
     best = select(rungs)
     write_json(BEST_PATH, {key: best[key] for key in ("trial", "rung", "epochs", "config", "val_mean_iou")})
     baseline = [r for r in rungs[0] if r["trial"] == 0] if params.tune.include_defaults else []
-    write_json(METRICS_DIR / "tune.json", {
-        "best_trial": best["trial"],
-        "best_val_mean_iou": best["val_mean_iou"],
-        "defaults_rung0_val_mean_iou": baseline[0]["val_mean_iou"] if baseline else None,
-        "best_rung0_val_mean_iou": next(r["val_mean_iou"] for r in rungs[0] if r["trial"] == best["trial"]),
-        "trials_per_rung": [len(results) for results in rungs],
-    })  # fmt: skip
+    write_json(
+        METRICS_DIR / "tune.json",
+        {
+            "best_trial": best["trial"],
+            "best_val_mean_iou": best["val_mean_iou"],
+            "defaults_rung0_val_mean_iou": baseline[0]["val_mean_iou"] if baseline else None,
+            "best_rung0_val_mean_iou": next(r["val_mean_iou"] for r in rungs[0] if r["trial"] == best["trial"]),
+            "trials_per_rung": [len(results) for results in rungs],
+        },
+    )
     with atomic_file(SCORES_PATH) as temporary:
         temporary.write_text(scores_csv(rungs))
     print(f"{BEST_PATH}: trial {best['trial']} (validation mean IoU {best['val_mean_iou']:.4f}) {best['config']}")

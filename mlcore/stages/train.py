@@ -22,26 +22,6 @@ def input_fingerprint(params: Params, prepared_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def model_builder(params: Params, image_size: int):
-    """A zero-argument factory for the configured U-Net (called only when not resuming)."""
-    from mlcore.model.unet import build_unet
-
-    m = params.model
-    return lambda: build_unet(
-        image_size, m.encoder, m.encoder_weights, m.encoder_trainable, m.mobilenet_alpha,
-        tuple(m.decoder_filters), m.dropout, m.batchnorm_momentum,
-    )  # fmt: skip
-
-
-def train_settings(params: Params):
-    from mlcore.training import TrainSettings
-
-    t = params.train
-    return TrainSettings(
-        t.epochs, t.batch_size, t.learning_rate, t.loss, t.horizontal_flip, t.shuffle_buffer, params.seed, t.adversarial
-    )
-
-
 def train_stage(params: Params) -> None:
     """Train params.yaml's model with the configuration the search selected (tuning/best.json)."""
     pin_runtime(params.runtime, params.seed)
@@ -51,18 +31,23 @@ def train_stage(params: Params) -> None:
 
     params = apply(params, read_json(BEST_PATH)["config"])
     from mlcore.model.serialize import save_model
-    from mlcore.model.unet import EncoderWeightsUnavailable
+    from mlcore.model.unet import EncoderWeightsUnavailable, unet_builder
     from mlcore.storage.checkpoints import S3Mirror
     from mlcore.training import CheckpointStore, train
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
-    build = model_builder(params, manifest["image_size"])
-    settings = train_settings(params)
+    build = unet_builder(params.model, manifest["image_size"])
     fingerprint = input_fingerprint(params, PREPARED_DIR)
     checkpoints = CheckpointStore(CHECKPOINT_DIR, fingerprint, S3Mirror.from_environment(f"train/{fingerprint}"))
     try:
         model, history = train(
-            build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, checkpoints, TENSORBOARD_DIR
+            build,
+            PREPARED_DIR,
+            manifest["splits"]["train"]["count"],
+            params.train,
+            params.seed,
+            checkpoints,
+            TENSORBOARD_DIR,
         )
     except EncoderWeightsUnavailable as exc:
         raise StageError(str(exc)) from exc

@@ -13,20 +13,8 @@ import sys
 
 from mlcore.params import Params
 from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, run_stage
-from mlcore.stages.paths import PLAN_PATH, PREPARED_DIR, rung_dir, trial_result_path
-from mlcore.stages.train import model_builder, train_settings
-
-
-def read_rung(rung: int) -> list[dict]:
-    from mlcore.io import read_json
-
-    directory = rung_dir(rung)
-    if not directory.is_dir():
-        raise StageError(
-            f"{directory} is missing: dvc.yaml needs a stage 'rung{rung}' for params.yaml tune.rungs.{rung}"
-        )
-    return [read_json(path) for path in sorted(directory.glob("slot*.json"))]
+from mlcore.stages._common import StageError, read_rung, run_stage
+from mlcore.stages.paths import PLAN_PATH, PREPARED_DIR, trial_result_path
 
 
 def trial_stage(params: Params, rung: int, slot: int) -> None:
@@ -34,6 +22,7 @@ def trial_stage(params: Params, rung: int, slot: int) -> None:
         raise StageError(f"rung {rung} slot {slot} is not in params.yaml tune.rungs; fix dvc.yaml's matrix")
     pin_runtime(params.runtime, params.seed)
     from mlcore.io import read_json, write_json
+    from mlcore.model.unet import unet_builder
     from mlcore.training import train
     from mlcore.tuning import apply, trial_for_slot
 
@@ -43,13 +32,27 @@ def trial_stage(params: Params, rung: int, slot: int) -> None:
     tuned = apply(params, config, epochs)
     manifest = read_json(PREPARED_DIR / "manifest.json")
     print(f"rung {rung} slot {slot}: trial {trial}, {epochs} epoch(s), {config}", file=sys.stderr)
-    _, history = train(model_builder(tuned, manifest["image_size"]), PREPARED_DIR,
-                       manifest["splits"]["train"]["count"], train_settings(tuned), checkpoints=None)  # fmt: skip
+    _, history = train(
+        unet_builder(tuned.model, manifest["image_size"]),
+        PREPARED_DIR,
+        manifest["splits"]["train"]["count"],
+        tuned.train,
+        tuned.seed,
+        checkpoints=None,
+    )
     curve = [None if math.isnan(r["val_mean_iou"]) else r["val_mean_iou"] for r in history]  # a diverged trial
-    write_json(trial_result_path(rung, slot), {
-        "trial": trial, "rung": rung, "slot": slot, "epochs": epochs, "config": config,
-        "val_mean_iou": curve[-1], "curve": curve,
-    })  # fmt: skip
+    write_json(
+        trial_result_path(rung, slot),
+        {
+            "trial": trial,
+            "rung": rung,
+            "slot": slot,
+            "epochs": epochs,
+            "config": config,
+            "val_mean_iou": curve[-1],
+            "curve": curve,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -122,10 +122,19 @@ class LocalS3Server:
         (self.state_dir / "data").mkdir(exist_ok=True)
         flags = [f"-{name}={port}" for name, port in _ports(self.port).items()]
         command = [
-            str(weed_binary()), "mini", f"-dir={self.state_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-bucket={self.bucket}", f"-s3.config={identities}", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", *flags,
-        ]  # fmt: skip
+            str(weed_binary()),
+            "mini",
+            f"-dir={self.state_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-bucket={self.bucket}",
+            f"-s3.config={identities}",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            *flags,
+        ]
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         self.pid_file.write_text(str(process.pid))
@@ -140,9 +149,12 @@ class LocalS3Server:
         import boto3
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+        )
 
     def _bucket_ready(self, credentials: Credentials) -> bool:
         if not port_is_open(self.port):
