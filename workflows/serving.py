@@ -133,6 +133,7 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
 
     import yaml
 
+    from mlcore.ops.dvc_state import lock_stages
     from mlcore.params import Params
     from workflows.names import NAMESPACE
     from workflows.submit import code_commit
@@ -145,7 +146,7 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
     ).stdout.strip()
     commit = code_commit(tagged)  # a tag the pipeline published has no image of its own: its run's commit has
     params = Params.model_validate(yaml.safe_load(show("params.yaml")))
-    stages = yaml.safe_load(show("dvc.lock"))["stages"]
+    stages = lock_stages(show("dvc.lock"))
     if "release" not in stages:
         raise SystemExit(f"error: {ref} has no release in its dvc.lock; run `make run` (the gate must pass) and commit")
     release_md5 = stages["release"]["outs"][0]["md5"]

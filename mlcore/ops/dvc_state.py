@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from mlcore.storage.s3 import s3_client, split_url
+
 
 @dataclass(frozen=True)
 class Output:
@@ -15,12 +17,16 @@ class Output:
     md5: str
 
 
+def lock_stages(text: str) -> dict[str, dict]:
+    """The stage entries of a dvc.lock's text (a file's, or a revision's from `git show REV:dvc.lock`)."""
+    return (yaml.safe_load(text) or {}).get("stages", {})
+
+
 def lock_outputs(lock_path: Path) -> list[Output]:
     """Every output of every stage, in dvc.lock's (pipeline) order."""
-    lock = yaml.safe_load(Path(lock_path).read_text())
     return [
         Output(stage, out["path"], out["md5"])
-        for stage, entry in lock["stages"].items()
+        for stage, entry in lock_stages(Path(lock_path).read_text()).items()
         for out in entry.get("outs", [])
     ]
 
@@ -49,15 +55,9 @@ class S3Remote:
         }
 
     def client(self):
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
-        )
+        """A client with the remote's configured keys, else the AWS_* variables' (as DVC does)."""
+        keys = (self.access_key, self.secret_key) if self.access_key else None
+        return s3_client(self.endpoint, keys)
 
 
 def default_remote(repo_root: Path = Path(".")) -> S3Remote:
@@ -70,14 +70,14 @@ def default_remote(repo_root: Path = Path(".")) -> S3Remote:
         if not name:
             raise RuntimeError("no default DVC remote; run `make s3-up` or configure one (see README)")
         remote = config["remote"][name]
-    url = remote["url"]
-    if not url.startswith("s3://"):
-        raise RuntimeError(f"remote '{name}' is {url}, not S3")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    try:
+        bucket, prefix = split_url(remote["url"], f"DVC remote '{name}'")
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     return S3Remote(
         name,
         bucket,
-        prefix.rstrip("/"),
+        prefix,
         remote.get("endpointurl"),
         remote.get("access_key_id"),
         remote.get("secret_access_key"),

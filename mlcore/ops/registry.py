@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
+from mlcore.ops.dvc_state import lock_stages
 from mlcore.pins import ChampionPin
 from mlcore.stages.paths import CALIBRATOR_PATH, MODEL_PATH
 
@@ -64,7 +63,7 @@ def champion(repo: Path = Path(".")) -> ChampionPin:
     commit = _git(repo, "rev-parse", f"{tag}^{{commit}}")
     outputs = {
         out["path"]: out["md5"]
-        for entry in yaml.safe_load(_git(repo, "show", f"{commit}:dvc.lock"))["stages"].values()
+        for entry in lock_stages(_git(repo, "show", f"{commit}:dvc.lock")).values()
         for out in entry.get("outs", [])
     }
     missing = [str(path) for path in (MODEL_PATH, CALIBRATOR_PATH) if str(path) not in outputs]

@@ -7,6 +7,27 @@ import os
 from dataclasses import dataclass
 
 
+def s3_client(endpoint: str | None, keys: tuple[str, str] | None = None, config=None):
+    """The project's one boto3 S3 client factory. `keys` (access key, secret) where the caller holds them (a local
+    server's identities, a DVC remote's config), else the AWS_* variables, read now by a session of its own
+    (boto3's default session keeps the first keys it found); `config` a botocore Config where defaults do not fit."""
+    import boto3
+
+    access_key, secret_key = keys or (None, None)
+    session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    return session.client(
+        "s3", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"), config=config
+    )
+
+
+def split_url(url: str, purpose: str = "S3 location") -> tuple[str, str]:
+    """(bucket, prefix without slashes at either end) of an s3://bucket/prefix URL; `purpose` names it in the error."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"{purpose} {url!r}: expected s3://bucket/prefix")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
+
+
 @dataclass(frozen=True)
 class S3Prefix:
     bucket: str
@@ -15,10 +36,7 @@ class S3Prefix:
 
     @classmethod
     def parse(cls, url: str, endpoint: str | None = None, purpose: str = "S3 location") -> S3Prefix:
-        if not url.startswith("s3://"):
-            raise ValueError(f"{purpose} {url!r}: expected s3://bucket/prefix")
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        return cls(bucket, prefix.strip("/"), endpoint)
+        return cls(*split_url(url, purpose), endpoint)
 
     @classmethod
     def from_environment(cls) -> S3Prefix:
@@ -46,9 +64,5 @@ class S3Prefix:
         return "/".join(part for part in (self.prefix, *parts) if part)
 
     def client(self, config=None):
-        """A boto3 client; `config` a botocore Config (timeouts, retries) where the defaults do not fit. A session of
-        its own reads the AWS_* variables now: boto3's default session keeps the first keys it found."""
-        import boto3
-
-        region = os.environ.get("AWS_REGION", "us-east-1")
-        return boto3.session.Session().client("s3", endpoint_url=self.endpoint, region_name=region, config=config)
+        """A client with the AWS_* variables' keys (s3_client)."""
+        return s3_client(self.endpoint, config=config)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcore.storage.private import private_file
+from mlcore.storage.s3 import s3_client
 
 STATE_DIR = Path(".cache/s3")
 DEFAULT_PORT = 8333
@@ -146,15 +147,7 @@ class LocalS3Server:
             time.sleep(0.05)
 
     def client(self, credentials: Credentials):
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key,
-        )
+        return s3_client(self.endpoint, (credentials.access_key, credentials.secret_key))
 
     def _bucket_ready(self, credentials: Credentials) -> bool:
         if not port_is_open(self.port):
