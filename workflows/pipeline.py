@@ -270,6 +270,11 @@ def deploy_template(model_name: str, cluster: ClusterParams) -> Resource:
     )
 
 
+def switch(name: str, description: str) -> Parameter:
+    """A workflow parameter that is "true" or "false", off unless the submitter turns it on."""
+    return Parameter(name=name, value="false", enum=["true", "false"], description=description)
+
+
 def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
     """Run every stage (restoring from the run-cache what is unchanged), publish the merged dvc.lock and the
     release, and optionally deploy it: the release stage fails on a failed gate, so nothing after it runs."""
@@ -279,20 +284,10 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
         PIPELINE,
         cluster,
         [
-            Parameter(name="retrain", value="false", enum=["true", "false"], description="recompute every stage"),
-            Parameter(
-                name="git-push",
-                value="false",
-                enum=["true", "false"],
-                description="push dvc.lock and provenance to branch mlcore/runs/<workflow> (Secret mlcore-git)",
-            ),
+            switch("retrain", "recompute every stage"),
+            switch("git-push", "push dvc.lock and provenance to branch mlcore/runs/<workflow> (Secret mlcore-git)"),
             Parameter(name="release", value="", description="with git-push: tag the model, e.g. v1.2.0 (GTO)"),
-            Parameter(
-                name="deploy",
-                value="false",
-                enum=["true", "false"],
-                description="create or update the KServe InferenceService of the released model",
-            ),
+            switch("deploy", "create or update the KServe InferenceService of the released model"),
             Parameter(
                 name="serving-url",
                 value=serving_url(params.release.model_name),
@@ -310,12 +305,10 @@ def build_pipeline(stages: list[StageNode], params: Params) -> WorkflowTemplate:
                 description="pins.yaml as JSON, from a retrain's snapshot "
                 "(workflows/retrain.py); empty: the revision's committed pins.yaml",
             ),
-            Parameter(
-                name="promote",
-                value="false",
-                enum=["true", "false"],
-                description="with release: also assign "
-                "prod, and deploy, only if the release record says the model may replace the one in prod",
+            switch(
+                "promote",
+                "with release: also assign prod, and deploy, only if the release record says the model may replace "
+                "the one in prod",
             ),
         ],
     ) as template:

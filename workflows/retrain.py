@@ -27,7 +27,7 @@ from hera.workflows import models as m
 from mlcore.params import Params, load_params
 from workflows import pods
 from workflows.names import NAMESPACE, PIPELINE
-from workflows.pipeline import OUTPUTS, git_token, render, task_container, workflow_template
+from workflows.pipeline import OUTPUTS, git_token, render, switch, task_container, workflow_template
 
 RETRAIN = "mlcore-retrain"
 RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
@@ -72,12 +72,7 @@ def build_retrain(params: Params):
         RETRAIN,
         cluster,
         [
-            Parameter(
-                name="deploy",
-                value="false",
-                enum=["true", "false"],
-                description="deploy the new model when it is promoted",
-            ),
+            switch("deploy", "deploy the new model when it is promoted"),
             Parameter(name="serving-url", value="", description="see mlcore-pipeline"),
             Parameter(name="feedback-url", value="", description="see mlcore-pipeline"),
         ],
