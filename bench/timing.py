@@ -27,3 +27,21 @@ def boto3_round_trip(client, bucket: str, paths: list[Path], scratch: Path) -> t
     for path in paths:
         client.download_file(bucket, f"boto3/{path.as_posix()}", str(scratch / "download.bin"))
     return uploaded, time.perf_counter() - start
+
+
+def epoch_timer():
+    """A Keras callback that records the seconds of each `fit` (mlcore.training runs one per epoch)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    return EpochTimer()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from bench.timing import epoch_timer
 from mlcore.params import TrainParams, load_params
 from mlcore.runtime import pin_runtime
 
@@ -19,30 +20,18 @@ EPOCHS = 4
 def main() -> None:
     params = load_params()
     pin_runtime(params.runtime, params.seed)
-    import keras
 
     from mlcore.io import read_json
     from mlcore.model.unet import unet_builder
     from mlcore.stages.paths import PREPARED_DIR
     from mlcore.training import train
 
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_train_begin(self, logs=None):
-            self.started = time.perf_counter()
-
-        def on_train_end(self, logs=None):
-            self.seconds.append(time.perf_counter() - self.started)
-
     manifest = read_json(PREPARED_DIR / "manifest.json")
     build = unet_builder(params.model, manifest["image_size"])
     started = time.perf_counter()
     build()
     built = time.perf_counter() - started
-    timer = EpochTimer()
+    timer = epoch_timer()
     settings = TrainParams.model_validate(params.train.model_dump() | {"epochs": EPOCHS})
     train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, params.seed, None, observers=[timer])
     first, steady = timer.seconds[0], min(timer.seconds[1:])
