@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import yaml
 
+from mlcore.commands import git, run
 from mlcore.params import Params
 from mlcore.pins import load_pins
 
@@ -37,15 +37,9 @@ class DirtyTree(RuntimeError):
     """Uncommitted changes to code or params: the commit would not describe the model."""
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
 def uncommitted_files() -> list[str]:
     """Tracked files with staged or unstaged changes."""
-    status = subprocess.run(  # not stripped: porcelain lines may start with a space
-        ["git", "status", "--porcelain", "--untracked-files=no"], check=True, capture_output=True, text=True
-    ).stdout
+    status = run("git", "status", "--porcelain", "--untracked-files=no")  # not stripped: lines may start with a space
     return [line[3:] for line in status.splitlines()]
 
 
@@ -56,7 +50,7 @@ def source_revision(allow_dirty: bool) -> dict:
             f"uncommitted changes to {', '.join(changed[:5])}: commit them first, or pass --allow-dirty "
             "(the record then says the tree was dirty)"
         )
-    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed}
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed}
 
 
 def lock_hashes(lock_path: Path) -> dict:

@@ -129,24 +129,18 @@ def inference_service(
 
 def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str, feedback_url: str = "") -> dict:
     """The InferenceService of the release committed at `ref` (its dvc.lock names the release folder)."""
-    import subprocess
-
     import yaml
 
+    from mlcore.commands import git
     from mlcore.ops.dvc_state import lock_stages
     from mlcore.params import Params
     from workflows.names import NAMESPACE
     from workflows.submit import code_commit
 
-    def show(path: str) -> str:
-        return subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True, text=True).stdout
-
-    tagged = subprocess.run(
-        ["git", "rev-parse", f"{ref}^{{commit}}"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    commit = code_commit(tagged)  # a tag the pipeline published has no image of its own: its run's commit has
-    params = Params.model_validate(yaml.safe_load(show("params.yaml")))
-    stages = lock_stages(show("dvc.lock"))
+    # a tag the pipeline published has no image of its own: its run's commit has
+    commit = code_commit(git("rev-parse", f"{ref}^{{commit}}"))
+    params = Params.model_validate(yaml.safe_load(git("show", f"{ref}:params.yaml")))
+    stages = lock_stages(git("show", f"{ref}:dvc.lock"))
     if "release" not in stages:
         raise SystemExit(f"error: {ref} has no release in its dvc.lock; run `make run` (the gate must pass) and commit")
     release_md5 = stages["release"]["outs"][0]["md5"]

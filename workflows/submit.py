@@ -29,6 +29,7 @@ from pathlib import Path
 from hera.workflows import Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
+from mlcore.commands import CommandFailed, git, git_show
 from mlcore.hardware import NFD_LABELS
 from mlcore.stages.paths import PROVENANCE_PATH
 from workflows.names import NAMESPACE, PIPELINE, RECORD_FILES, REPRODUCE
@@ -41,10 +42,10 @@ class SubmitError(RuntimeError):
 
 
 def _git(*args: str) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SubmitError(f"git {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    try:
+        return git(*args)
+    except CommandFailed as exc:
+        raise SubmitError(f"git {' '.join(args)}: {exc.stderr.strip()}") from None
 
 
 def resolve(ref: str) -> tuple[str, str | None]:
@@ -56,8 +57,8 @@ def resolve(ref: str) -> tuple[str, str | None]:
 
 def provenance(commit: str) -> dict:
     """The provenance record committed at `commit` ({} when it has none)."""
-    show = subprocess.run(["git", "show", f"{commit}:{PROVENANCE_PATH}"], capture_output=True, text=True)
-    return json.loads(show.stdout) if show.returncode == 0 else {}
+    shown = git_show(commit, PROVENANCE_PATH)
+    return json.loads(shown) if shown is not None else {}
 
 
 def code_commit(commit: str) -> str:
@@ -66,8 +67,11 @@ def code_commit(commit: str) -> str:
     source = provenance(commit).get("source", {}).get("commit", "")
     if not source or source == commit:
         return commit
-    diff = subprocess.run(["git", "diff", "--name-only", source, commit], capture_output=True, text=True)
-    return source if diff.returncode == 0 and set(diff.stdout.split()) <= RECORD_FILES else commit
+    try:
+        changed = set(git("diff", "--name-only", source, commit).split())
+    except CommandFailed:  # the run's commit is not in this clone
+        return commit
+    return source if changed <= RECORD_FILES else commit
 
 
 def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:

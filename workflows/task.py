@@ -41,6 +41,7 @@ from pathlib import Path
 
 import yaml
 
+from mlcore.commands import CommandFailed, dvc, git, run
 from mlcore.metrics import lookup
 from mlcore.ops.registry import PROD
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
@@ -84,12 +85,9 @@ def emit_report(path: str) -> None:
     shutil.copyfile(path, target)
 
 
-def _run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def _dvc(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "dvc", *args], check=True)
+    """dvc with its output in the pod's log as it comes."""
+    dvc(*args, capture=False)
 
 
 def make_workspace() -> None:
@@ -100,14 +98,17 @@ def make_workspace() -> None:
         return
     Path(os.environ.get("HOME", workspace)).mkdir(parents=True, exist_ok=True)  # an emptyDir starts empty
     if not Path(workspace, ".git").exists():
-        _run("git", "clone", "--quiet", "--no-hardlinks", os.getcwd(), workspace)
+        git("clone", "--quiet", "--no-hardlinks", os.getcwd(), workspace)
     os.chdir(workspace)
 
 
 def check_revision(revision: str) -> None:
-    head = _run("git", "rev-parse", "HEAD")
-    wanted = subprocess.run(["git", "rev-parse", f"{revision}^{{commit}}"], capture_output=True, text=True)
-    if wanted.returncode != 0 or wanted.stdout.strip() != head:
+    head = git("rev-parse", "HEAD")
+    try:
+        wanted = git("rev-parse", f"{revision}^{{commit}}")
+    except CommandFailed:
+        wanted = None
+    if wanted != head:
         sys.exit(f"error: this image holds commit {head}, not revision {revision!r}; build the image at that revision")
 
 
@@ -116,14 +117,14 @@ def checkout_tag(tag: str, remote: str) -> None:
     if not remote:
         sys.exit(f"error: --git-remote is empty; the tag {tag!r} is fetched from the repository that holds it")
     _git_authenticated(remote, "fetch", "--quiet", "--no-tags", remote, f"refs/tags/{tag}:refs/tags/{tag}")
-    changed = set(_run("git", "diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
+    changed = set(git("diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
     if changed - RECORD_FILES:
         code = ", ".join(sorted(changed - RECORD_FILES))
         sys.exit(
             f"error: tag {tag!r} changes code of the image's commit ({code}); "
             "submit it with the image built at the tag's own commit"
         )
-    _run("git", "checkout", "--quiet", f"refs/tags/{tag}")
+    git("checkout", "--quiet", f"refs/tags/{tag}")
 
 
 def configure_remote(work_prefix: str = "") -> None:
@@ -214,7 +215,7 @@ def _git_authenticated(remote: str, *args: str) -> None:
     if remote.startswith("https://") and os.environ.get("MLCORE_GIT_TOKEN"):
         helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
         config += ["-c", f"credential.{remote}.helper={helper}"]
-    subprocess.run(["git", *config, *args], check=True)
+    subprocess.run(["git", *config, *args], check=True)  # not mlcore.commands: its errors quote the command line
 
 
 def upload(files: dict[str, Path], url: str) -> None:
@@ -256,9 +257,9 @@ def publish(
     configure_remote()
     merge(entries)
     _dvc("pull", str(BEST_PATH))  # the provenance record names the selected configuration
-    subprocess.run([sys.executable, "-m", "mlcore.stages.provenance"], check=True)
+    run(sys.executable, "-m", "mlcore.stages.provenance", capture=False)
     emit("model-md5", next(o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == MODEL))
-    emit("commit", _run("git", "rev-parse", "HEAD"))
+    emit("commit", git("rev-parse", "HEAD"))
     emit("storage-uri", publish_release(entries, model_name))
     for path in (str(LOCK), str(PROVENANCE_PATH)):
         emit_report(path)
@@ -270,23 +271,22 @@ def publish(
     emit("deploy", "true" if deploy and promoted else "false")
     if not push:
         return
-    _run("git", "checkout", "-q", "-B", branch)
-    _run("git", "add", *sorted(RECORD_FILES))
+    git("checkout", "-q", "-B", branch)
+    git("add", *sorted(RECORD_FILES))
     identity = ["-c", "user.name=mlcore workflow", "-c", "user.email=mlcore-workflow@users.noreply.local"]
-    _run("git", *identity, "commit", "-q", "-m", f"dvc.lock, pins and provenance from workflow branch {branch}")
+    git(*identity, "commit", "-q", "-m", f"dvc.lock, pins and provenance from workflow branch {branch}")
     refspecs = [f"{branch}:refs/heads/{branch}"]
     if release and promoted:
         env = {
-            **os.environ,
             "GIT_COMMITTER_NAME": "mlcore workflow",
             "GIT_AUTHOR_NAME": "mlcore workflow",
             "GIT_COMMITTER_EMAIL": "mlcore-workflow@users.noreply.local",
             "GIT_AUTHOR_EMAIL": "mlcore-workflow@users.noreply.local",
         }
         stage = ["--stage", PROD] if promote else []
-        subprocess.run([sys.executable, "-m", "mlcore.ops.release", release, *stage], check=True, env=env)
+        run(sys.executable, "-m", "mlcore.ops.release", release, *stage, capture=False, env=env)
         refspecs.append(f"refs/tags/model@{release}")
-        refspecs += [f"refs/tags/{tag}" for tag in _run("git", "tag", "--points-at", "HEAD", "model#*").split()]
+        refspecs += [f"refs/tags/{tag}" for tag in git("tag", "--points-at", "HEAD", "model#*").split()]
     _git_authenticated(remote, "push", "--atomic", remote, *refspecs)
     print(f"pushed {', '.join(refspecs)} to {remote}")
 
@@ -324,7 +324,7 @@ def snapshot(remote: str) -> None:
     from mlcore.params import load_params
 
     fetch_registry(remote, "+refs/heads/mlcore/runs/*:refs/remotes/runs/*")
-    refs = _run("git", "for-each-ref", "--format=%(refname)", "refs/remotes/runs", "refs/tags").split()
+    refs = git("for-each-ref", "--format=%(refname)", "refs/remotes/runs", "refs/tags").split()
     inflow = load_params().inflow
     planned = next_pins(inflow, latest_pins(["HEAD", *refs]))
     print(planned.describe(inflow))

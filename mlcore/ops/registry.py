@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+from mlcore import commands
+from mlcore.commands import CommandFailed
 from mlcore.ops.dvc_state import lock_stages
 from mlcore.pins import ChampionPin
 from mlcore.stages.paths import CALIBRATOR_PATH, MODEL_PATH
@@ -27,9 +28,10 @@ class RegistryError(RuntimeError):
 
 def gto(*args: str) -> None:
     """The gto command of this environment (it writes the tags); its advice on pushing is left out, its errors not."""
-    result = subprocess.run([str(Path(sys.executable).parent / "gto"), *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RegistryError(f"gto {' '.join(args)}: {(result.stderr or result.stdout).strip()}")
+    try:
+        commands.gto(*args)
+    except CommandFailed as exc:
+        raise RegistryError(f"gto {' '.join(args)}: {(exc.stderr or exc.stdout).strip()}") from None
 
 
 def prod_version(repo: Path = Path(".")) -> str | None:
@@ -48,10 +50,10 @@ def next_version(repo: Path = Path(".")) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RegistryError(f"git {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    try:
+        return commands.git(*args, cwd=repo)
+    except CommandFailed as exc:
+        raise RegistryError(f"git {' '.join(args)}: {exc.stderr.strip()}") from None
 
 
 def champion(repo: Path = Path(".")) -> ChampionPin:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from mlcore.commands import CommandFailed, run
 from mlcore.metrics import lookup
 from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
 from mlcore.stages.paths import PROVENANCE_PATH
@@ -40,12 +39,10 @@ class ReplayError(RuntimeError):
 
 
 def _run(cwd: Path, *command: str) -> str:
-    # Stage commands say `python`: make it this environment's, whatever PATH the caller had.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PATH": path})
-    if result.returncode != 0:
-        raise ReplayError(f"`{' '.join(command)}` failed in {cwd}:\n{result.stdout}{result.stderr}")
-    return result.stdout
+    try:
+        return run(*command, cwd=cwd)
+    except CommandFailed as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def fresh_clone(repo: Path, ref: str, into: Path) -> Path:

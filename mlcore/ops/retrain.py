@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlcore.commands import git, tools_environment
 from mlcore.data.inflow import MANIFEST
 from mlcore.data.split import SPLITS
 from mlcore.metrics import lookup
@@ -46,11 +47,10 @@ class RetrainFailed(RuntimeError):
 
 def _run(*command: str, log: Path) -> subprocess.CompletedProcess:
     """A step with this environment's tools first on PATH (stage commands say `python`), its output to `log`."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(command)}\n")
         sink.flush()
-        return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PATH": path})
+        return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=tools_environment())
 
 
 def _step(*command: str, log: Path) -> None:
@@ -113,7 +113,7 @@ def retrain(log: Path) -> dict:
     finally:
         if not committed:
             _discard_run(log)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = git("rev-parse", "HEAD")
     outcome = {**outcome, **results, "commit": commit}
     if not results["promote"]:
         return {**outcome, "verdict": f"REFUSED: {results['reason']}; committed {commit[:12]}, prod unchanged"}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
+from mlcore.commands import git_show
 from mlcore.data.inflow import Listed, before, listing_digest, new_images
 from mlcore.ops.registry import champion
 from mlcore.params import InflowParams
@@ -69,11 +69,11 @@ def latest_pins(refs: list[str], repo: Path = Path(".")) -> Pins:
     (an older schema), are skipped."""
     found = [Pins()]
     for ref in refs:
-        shown = subprocess.run(["git", "show", f"{ref}:{DEFAULT_PINS_PATH}"], cwd=repo, capture_output=True, text=True)
-        if shown.returncode != 0:
+        shown = git_show(ref, DEFAULT_PINS_PATH, cwd=repo)
+        if shown is None:
             continue
         try:
-            found.append(Pins.model_validate(yaml.safe_load(shown.stdout) or {}))
+            found.append(Pins.model_validate(yaml.safe_load(shown) or {}))
         except (ValidationError, yaml.YAMLError) as exc:
             log.warning("%s:%s skipped: %s", ref, DEFAULT_PINS_PATH, exc)
     oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
