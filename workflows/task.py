@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -215,7 +214,7 @@ def _git_authenticated(remote: str, *args: str) -> None:
     if remote.startswith("https://") and os.environ.get("MLCORE_GIT_TOKEN"):
         helper = '!f() { echo username=x-access-token; echo "password=${MLCORE_GIT_TOKEN}"; }; f'
         config += ["-c", f"credential.{remote}.helper={helper}"]
-    subprocess.run(["git", *config, *args], check=True)  # not mlcore.commands: its errors quote the command line
+    run("git", *config, *args, capture=False)  # the command line names the variable, never the token
 
 
 def upload(files: dict[str, Path], url: str) -> None:

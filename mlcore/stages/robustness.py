@@ -35,7 +35,8 @@ def robustness_stage(params: Params) -> None:
     write_json(ROBUSTNESS_PATH, report | {"attacks": measured.results})
     rows = curve_rows(measured.results, settings.epsilons)
     write_csv(ROBUSTNESS_PLOTS / "mean_iou.csv", rows)
-    robustness_curve(rows, list(rows[0])[2:], EPSILON_UNIT, ROBUSTNESS_PLOTS / "mean_iou.png")
+    series = [name for name in rows[0] if name not in ("epsilon", "strongest_calibrated")]  # each attack and model
+    robustness_curve(rows, series, EPSILON_UNIT, ROBUSTNESS_PLOTS / "mean_iou.png")
     perturbed, predictions = measured.at_largest[summary["attack"]]
     shown = slice(0, settings.grid_examples)
     attack_grid(
