@@ -14,11 +14,11 @@ setup: .venv/.synced
 run: setup s3-up  ## the whole pipeline on the data chosen in params.yaml, pushed to the S3 remote
 	python -m mlcore.params
 	dvc repro
-	python -m mlcore.stages.provenance $(if $(ALLOW_DIRTY),--allow-dirty)
+	python -m mlcore.stages provenance $(if $(ALLOW_DIRTY),--allow-dirty)
 	python -m mlcore.ops.remote check
 	dvc push --run-cache
 	dvc metrics show
-	python -m mlcore.stages.release --verdict
+	python -m mlcore.ops.verdict
 
 repro: run
 

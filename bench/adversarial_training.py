@@ -12,7 +12,7 @@ import argparse
 import statistics
 
 from bench.timing import epoch_timer
-from mlcore.params import AdversarialTrainingParams, TrainParams, load_params
+from mlcore.params import AdversarialTrainingParams, load_params
 from mlcore.runtime import pin_runtime
 from mlcore.stages.paths import BEST_PATH, PREPARED_DIR
 
@@ -50,7 +50,7 @@ def main() -> None:
     for name, adversarial in variants.items():
         keras.backend.clear_session()
         keras.utils.set_random_seed(params.seed)
-        settings = TrainParams.model_validate(params.train.model_dump() | {"adversarial": adversarial.model_dump()})
+        settings = params.train.revised(adversarial=adversarial)
         timer = epoch_timer()
         count = manifest["splits"]["train"]["count"]
         model, _ = train(build, PREPARED_DIR, count, settings, params.seed, None, observers=[timer])

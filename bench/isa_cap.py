@@ -16,11 +16,11 @@ STEPS = 30
 def measure() -> dict:
     import numpy as np
 
-    from mlcore.params import RuntimeParams, load_params
+    from mlcore.params import load_params
     from mlcore.runtime import pin_runtime
 
     params = load_params()
-    pin_runtime(RuntimeParams.model_validate(params.runtime.model_dump() | {"max_cpu_isa": sys.argv[2]}), params.seed)
+    pin_runtime(params.runtime.revised(max_cpu_isa=sys.argv[2]), params.seed)
     from mlcore.model.unet import unet_builder
     from mlcore.training import compile_model
 

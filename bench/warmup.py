@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from bench.timing import epoch_timer
-from mlcore.params import TrainParams, load_params
+from mlcore.params import load_params
 from mlcore.runtime import pin_runtime
 
 EPOCHS = 4
@@ -32,7 +32,7 @@ def main() -> None:
     build()
     built = time.perf_counter() - started
     timer = epoch_timer()
-    settings = TrainParams.model_validate(params.train.model_dump() | {"epochs": EPOCHS})
+    settings = params.train.revised(epochs=EPOCHS)
     train(build, PREPARED_DIR, manifest["splits"]["train"]["count"], settings, params.seed, None, observers=[timer])
     first, steady = timer.seconds[0], min(timer.seconds[1:])
     print(f"build model {built:6.2f} s")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,11 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def revised(self, **changes: object) -> Self:
+        """A copy with some fields changed, validated like params.yaml itself (pydantic's
+        `model_copy(update=...)` does not validate, so a value the schema refuses would slip through)."""
+        return self.model_validate(self.model_dump() | changes)
 
 
 class RuntimeParams(Strict):

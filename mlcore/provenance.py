@@ -12,8 +12,6 @@ import os
 import platform
 from pathlib import Path
 
-import yaml
-
 from mlcore.commands import git, run
 from mlcore.params import Params
 from mlcore.pins import load_pins
@@ -53,12 +51,11 @@ def source_revision(allow_dirty: bool) -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed}
 
 
-def lock_hashes(lock_path: Path) -> dict:
-    """stage -> {deps: {path: hash}, outs: {path: hash}} from dvc.lock."""
-    lock = yaml.safe_load(lock_path.read_text())
+def lock_hashes(lock_entries: dict[str, dict]) -> dict:
+    """stage -> {deps: {path: hash}, outs: {path: hash}} from dvc.lock's stage entries."""
     return {
         stage: {kind: {entry["path"]: entry["md5"] for entry in entry_list.get(kind, [])} for kind in ("deps", "outs")}
-        for stage, entry_list in lock["stages"].items()
+        for stage, entry_list in lock_entries.items()
     }
 
 
@@ -68,7 +65,7 @@ def container_image() -> str | None:
 
 
 def build_record(
-    params: Params, lock_path: Path, uv_lock: Path, runtime: dict, hardware: dict, allow_dirty: bool
+    params: Params, lock_entries: dict[str, dict], uv_lock: Path, runtime: dict, hardware: dict, allow_dirty: bool
 ) -> dict:
     """`hardware` is mlcore.hardware.describe(): the class whose machines can reproduce these bytes."""
     from mlcore.hardware import class_id, cpu_flags
@@ -77,7 +74,7 @@ def build_record(
         "source": source_revision(allow_dirty),
         "params_digest": params.digest(),
         "pins": load_pins().model_dump(mode="json"),  # the inflow snapshot and the champion it was compared with
-        "stages": lock_hashes(lock_path),
+        "stages": lock_hashes(lock_entries),
         "environment": {
             **runtime,
             "uv_lock_sha256": hashlib.sha256(uv_lock.read_bytes()).hexdigest(),

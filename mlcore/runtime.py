@@ -21,12 +21,17 @@ def numerics_environment(onednn_opts: bool, max_cpu_isa: str) -> dict[str, str]:
     return wanted
 
 
-def pin_runtime(settings: RuntimeParams, seed: int) -> None:
+def pin_environment(settings: RuntimeParams) -> None:
+    """Set what TensorFlow reads when it loads; refuses once it has loaded with other values."""
     wanted = numerics_environment(settings.onednn_opts, settings.max_cpu_isa)
     if "tensorflow" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()):
-        raise RuntimeError("pin_runtime() must run before TensorFlow is imported")
+        raise RuntimeError("the runtime must be pinned before TensorFlow is imported")
     os.environ.update(wanted)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pin_tensorflow(settings: RuntimeParams, seed: int) -> None:
+    """Threads, XLA, seeds and op determinism: after TensorFlow is imported, before it runs any op."""
     import keras
     import tensorflow as tf
 
@@ -35,6 +40,12 @@ def pin_runtime(settings: RuntimeParams, seed: int) -> None:
     tf.config.optimizer.set_jit(False)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def pin_runtime(settings: RuntimeParams, seed: int) -> None:
+    """Both pins, for a script that imports TensorFlow only after this call."""
+    pin_environment(settings)
+    pin_tensorflow(settings, seed)
 
 
 def runtime_facts(settings: RuntimeParams) -> dict:

@@ -58,12 +58,11 @@ def plan(tune: TuneParams, baseline: Config) -> list[Config]:
 def apply(params: Params, config: Config, epochs: int | None = None) -> Params:
     """params with a trial's configuration (and, for a trial, its rung's epoch budget), validated like
     params.yaml itself: a configuration the schema refuses (a learning rate out of range) never trains."""
-    settings = params.model_dump()
-    settings["model"] |= {k: config[k] for k in ("encoder", "encoder_trainable")}
-    settings["train"] |= {k: config[k] for k in ("learning_rate", "batch_size", "loss")}
-    if epochs is not None:
-        settings["train"]["epochs"] = epochs
-    return Params.model_validate(settings)
+    budget = {} if epochs is None else {"epochs": epochs}
+    return params.revised(
+        model=params.model.revised(**{k: config[k] for k in ("encoder", "encoder_trainable")}),
+        train=params.train.revised(**{k: config[k] for k in ("learning_rate", "batch_size", "loss")}, **budget),
+    )
 
 
 def _score(result: Result) -> float:

@@ -74,7 +74,7 @@ def _build(folder: Path) -> None:
     sh("python", "-m", "mlcore.ops.remote", "up")
     try:
         (folder / "repro.log").write_text(sh("dvc", "repro"))
-        sh("python", "-m", "mlcore.stages.provenance")
+        sh("python", "-m", "mlcore.stages", "provenance")
         sh("dvc", "push", "--run-cache")
         git(root, "add", "-A")
         git(root, "commit", "-qm", "model v0.1.0")

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.helpers import REPO_ROOT
 
 PACKAGES = ("mlcore", "workflows")
+STAGE_RUNNER = "mlcore.stages"
 
 
 def _module_file(name: str) -> Path | None:
@@ -55,10 +56,19 @@ def import_closure(module: str) -> set[str]:
     return {p.relative_to(REPO_ROOT).as_posix() for p in seen if _is_code(p)}
 
 
+def entry_modules(cmd: str) -> list[str]:
+    """The modules `python -m MODULE ...` runs; the stage runner `python -m mlcore.stages NAME` also imports
+    the stage module NAME (by name, at run time, so its closure is not the runner's)."""
+    module, *arguments = cmd.split("-m ", 1)[1].split()
+    if module == STAGE_RUNNER:
+        return [f"{module}.__main__", f"{module}.{arguments[0]}"]
+    return [module]
+
+
 def code_deps(cmd: str) -> list[str]:
     """The dvc.yaml deps a stage with command `python -m MODULE ...` needs: its import closure, with a whole
     package folder in place of its files when the stage imports every code file in it."""
-    closure = import_closure(cmd.split("-m ", 1)[1].split()[0])
+    closure = set().union(*(import_closure(module) for module in entry_modules(cmd)))
     folders = {str(Path(f).parent) for f in closure}
     whole = {folder for folder in folders if folder.count("/") >= 1 and _code_files(folder) <= closure}
     return sorted(whole | {f for f in closure if str(Path(f).parent) not in whole})

@@ -71,7 +71,7 @@ def test_fetch_stage_downloads_the_oxford_layout(archives, tmp_path):
     project = copy_project(tmp_path / "project")
     with FileServer(archives).running() as server:
         write_params(project, oxford_source(server.url, archives))
-        run(project, "python", "-m", "mlcore.stages.fetch", env={"MLCORE_DOWNLOAD_CACHE": str(tmp_path / "cache")})
+        run(project, "python", "-m", "mlcore.stages", "fetch", env={"MLCORE_DOWNLOAD_CACHE": str(tmp_path / "cache")})
     for name in ("images.tar.gz", "annotations.tar.gz"):
         assert sha256(project / "data/raw" / name) == sha256(archives / name)
 
@@ -86,7 +86,8 @@ def test_fetch_stage_with_a_wrong_checksum_writes_nothing(archives, tmp_path):
             project,
             "python",
             "-m",
-            "mlcore.stages.fetch",
+            "mlcore.stages",
+            "fetch",
             check=False,
             env={"MLCORE_DOWNLOAD_CACHE": str(tmp_path / "cache")},
         )
@@ -99,7 +100,7 @@ def test_fetch_stage_with_a_wrong_checksum_writes_nothing(archives, tmp_path):
 def test_invalid_params_stop_every_stage_before_any_work(tmp_path):
     project = copy_project(tmp_path / "project")
     write_params(project, {"train": {"epochs": 0}, "data": {"source": "kaggle"}})
-    result = run(project, "python", "-m", "mlcore.stages.fetch", check=False)
+    result = run(project, "python", "-m", "mlcore.stages", "fetch", check=False)
     assert result.returncode != 0
     assert "train.epochs: got 0" in result.stderr and "data.source: got 'kaggle'" in result.stderr
     assert not (project / "data").exists()

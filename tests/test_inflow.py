@@ -148,7 +148,7 @@ def inflow_project(tmp_path):
 
 def _stage(project, env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["python", "-m", "mlcore.stages.inflow"], cwd=project, env=env, capture_output=True, text=True
+        ["python", "-m", "mlcore.stages", "inflow"], cwd=project, env=env, capture_output=True, text=True
     )
 
 

@@ -45,10 +45,10 @@ def test_two_prepare_runs_with_an_empty_and_an_unidentifiable_image_are_byte_ide
     project = copy_project(tmp_path / "project")
     write_params(project, {"prepare": {"image_size": 32, "samples_per_shard": 16, "max_bad_fraction": 0.2}})
     sample_with_bad_files(project / "data" / "raw")
-    run(project, "python", "-m", "mlcore.stages.inflow")  # nothing pinned: an empty snapshot
+    run(project, "python", "-m", "mlcore.stages", "inflow")  # nothing pinned: an empty snapshot
     outputs = []
     for _ in range(2):  # separate processes: a memory address in a message would differ
-        run(project, "python", "-m", "mlcore.stages.prepare")
+        run(project, "python", "-m", "mlcore.stages", "prepare")
         prepared = project / "data" / "prepared"
         outputs.append({p.relative_to(prepared): p.read_bytes() for p in sorted(prepared.rglob("*")) if p.is_file()})
     assert outputs[0] == outputs[1]
@@ -82,7 +82,7 @@ def test_a_damaged_archive_names_the_file_and_its_params_key(tmp_path, damage, d
     archive = raw / IMAGES_ARCHIVE
     archive.write_bytes(damage(archive.read_bytes()))
     params = load_params(REPO_ROOT / "params.yaml")
-    downloaded = params.model_copy(update={"data": params.data.model_copy(update={"source": "oxford-iiit-pet"})})
+    downloaded = params.revised(data=params.data.revised(source="oxford-iiit-pet"))
     with pytest.raises(StageError, match=rf"{archive}: not a complete \.tar\.gz archive \(.*{detail}") as error:
         check_archives(downloaded, raw)  # fetch checks what it downloaded before it becomes data/raw
     assert "params.yaml data.archives.images" in str(error.value)
@@ -90,7 +90,7 @@ def test_a_damaged_archive_names_the_file_and_its_params_key(tmp_path, damage, d
     project = copy_project(tmp_path / "project")
     (project / "data").mkdir(exist_ok=True)
     raw.rename(project / "data" / "raw")
-    result = run(project, "python", "-m", "mlcore.stages.prepare", check=False)
+    result = run(project, "python", "-m", "mlcore.stages", "prepare", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "error: data/raw/images.tar.gz: not a complete .tar.gz archive" in result.stderr
     assert "params.yaml data.sample" in result.stderr

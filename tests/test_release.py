@@ -36,7 +36,7 @@ def test_failed_gate_prints_the_table_exits_non_zero_and_exports_nothing(tmp_pat
             }
         },
     )
-    result = run(project, "python", "-m", "mlcore.stages.release", check=False)
+    result = run(project, "python", "-m", "mlcore.stages", "release", check=False)
     assert result.returncode != 0
     failed = "calibrated mean IoU, calibrated ECE, calibrated mean IoU, PGD eps 2/255"
     assert f"release gate failed ({failed}); nothing exported" in result.stderr

@@ -37,7 +37,7 @@ def released(tiny_release: ReleasedPipeline, tmp_path_factory):
 def test_provenance_names_commit_params_and_every_hash(released):
     root, sh, _ = released
     (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n")  # an unstaged edit
-    refused = sh("python", "-m", "mlcore.stages.provenance", check=False)
+    refused = sh("python", "-m", "mlcore.stages", "provenance", check=False)
     git(root, "checkout", "params.yaml")
     assert refused.returncode != 0 and "uncommitted changes to params.yaml" in refused.stderr
     record = json.loads((root / "models/provenance.json").read_text())

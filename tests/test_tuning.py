@@ -20,7 +20,7 @@ def test_plan_is_a_pure_function_of_seed_and_space():
     assert canonical_json(first) == canonical_json(plan(PARAMS.tune, defaults(PARAMS)))
     assert len(first) == PARAMS.tune.trials
     assert first[0] == defaults(PARAMS)  # include_defaults: the configuration to beat is trial 0
-    other_seed = PARAMS.tune.model_copy(update={"seed": PARAMS.tune.seed + 1})
+    other_seed = PARAMS.tune.revised(seed=PARAMS.tune.seed + 1)
     assert plan(other_seed, defaults(PARAMS))[1:] != first[1:]
     space = PARAMS.tune.space
     for config in first[1:]:

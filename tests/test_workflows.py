@@ -355,9 +355,9 @@ def test_verify_task_names_the_first_diverging_stage(tmp_path):
 def test_cluster_settings_naming_an_unknown_stage_are_refused():
     params = load_params(REPO_ROOT / "params.yaml")
     cluster = params.cluster
-    misspelled = cluster.model_copy(update={"resources": {**cluster.resources, "trian": cluster.resources["default"]}})
+    misspelled = cluster.revised(resources={**cluster.resources, "trian": cluster.resources["default"]})
     with pytest.raises(ClusterConfigError, match=r"cluster.resources.trian: dvc.yaml has no stage 'trian'"):
-        build_pipeline(stage_graph(REPO_ROOT), params.model_copy(update={"cluster": misspelled}))
+        build_pipeline(stage_graph(REPO_ROOT), params.revised(cluster=misspelled))
 
 
 def test_the_retrain_schedule_renders_for_a_build_and_otherwise_stays_suspended():

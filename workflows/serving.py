@@ -132,7 +132,7 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
     import yaml
 
     from mlcore.commands import git
-    from mlcore.ops.dvc_state import lock_stages
+    from mlcore.lockfile import lock_stages
     from mlcore.params import Params
     from workflows.names import NAMESPACE
     from workflows.submit import code_commit

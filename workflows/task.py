@@ -38,9 +38,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
 from mlcore.commands import CommandFailed, dvc, git, run
+from mlcore.lockfile import lock_stages
 from mlcore.metrics import lookup
 from mlcore.ops.registry import PROD
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
@@ -135,19 +134,15 @@ def configure_remote(work_prefix: str = "") -> None:
     write_remote(f"s3://{location.bucket}/{work_prefix or location.prefix}", location.endpoint)
 
 
-def read_lock() -> dict:
-    return yaml.safe_load(LOCK.read_text()) if LOCK.exists() else {}
+def local_entries() -> dict[str, dict]:
+    return lock_stages(LOCK.read_text()) if LOCK.exists() else {}
 
 
 def write_entries(entries: dict[str, dict]) -> None:
     """Update or append stage entries the way DVC does, and dump with DVC's own YAML writer."""
     from dvc.utils.serialize import dump_yaml
 
-    data = read_lock() or {"schema": "2.0"}
-    stages = data.setdefault("stages", {})
-    for name, entry in entries.items():
-        stages[name] = entry
-    dump_yaml(LOCK, data)
+    dump_yaml(LOCK, {"schema": "2.0", "stages": local_entries() | entries})
 
 
 def publish_metrics(files: list[str], keys: list[str]) -> None:
@@ -192,7 +187,7 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list
     _dvc("repro", "--single-item", "--pull", *(["--force"] if retrain else []), name)
     _dvc("push", "--run-cache", name)
     # DVC's own key order (cmd, deps, params, outs), so the merged lock is byte-identical to dvc repro's
-    emit("lock-entry.json", json.dumps({name: read_lock()["stages"][name]}))
+    emit("lock-entry.json", json.dumps({name: local_entries()[name]}))
     node = next(node for node in stage_graph() if node.name == name)
     publish_metrics(list(node.metrics), publish)
     for path in node.reports:
@@ -256,7 +251,7 @@ def publish(
     configure_remote()
     merge(entries)
     _dvc("pull", str(BEST_PATH))  # the provenance record names the selected configuration
-    run(sys.executable, "-m", "mlcore.stages.provenance", capture=False)
+    run(sys.executable, "-m", "mlcore.stages", "provenance", capture=False)
     emit("model-md5", next(o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == MODEL))
     emit("commit", git("rev-parse", "HEAD"))
     emit("storage-uri", publish_release(entries, model_name))
@@ -344,7 +339,7 @@ def fetch_registry(remote: str, *refspecs: str) -> None:
 
 
 def verify(entries: dict[str, dict], revision: str) -> None:
-    from mlcore.ops.dvc_state import Output, lock_outputs
+    from mlcore.lockfile import Output, lock_outputs
     from mlcore.ops.replay import compare, first_divergence, print_table
 
     got = [Output(stage, out["path"], out["md5"]) for stage, entry in entries.items() for out in entry.get("outs", [])]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlcore import commands
 from mlcore.commands import CommandFailed
-from mlcore.ops.dvc_state import lock_stages
+from mlcore.lockfile import lock_stages
 from mlcore.pins import ChampionPin
 from mlcore.stages.paths import CALIBRATOR_PATH, MODEL_PATH
 

@@ -26,8 +26,9 @@ import tempfile
 from pathlib import Path
 
 from mlcore.commands import CommandFailed, run
+from mlcore.lockfile import Output, lock_outputs
 from mlcore.metrics import lookup
-from mlcore.ops.dvc_state import Output, lock_outputs, recompute_from, stage_graph
+from mlcore.ops.dvc_state import recompute_from, stage_graph
 from mlcore.stages.paths import PROVENANCE_PATH
 
 EQUIVALENT = 3  # exit status: diverged in bits on another hardware class, metrics within tolerance

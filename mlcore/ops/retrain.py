@@ -92,7 +92,7 @@ def retrain(log: Path) -> dict:
                 **_results(),
                 "verdict": "REFUSED by the release gate (see the log); nothing recorded, the samples stay new",
             }
-        _step(sys.executable, "-m", "mlcore.stages.provenance", log=log)
+        _step(sys.executable, "-m", "mlcore.stages", "provenance", log=log)
         _step(sys.executable, "-m", "mlcore.ops.remote", "check", log=log)
         _step(sys.executable, "-m", "dvc", "push", "--run-cache", log=log)
         results = _results()

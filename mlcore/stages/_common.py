@@ -1,31 +1,13 @@
-"""What every stage entry point does first: validate all of params.yaml, set up logging."""
+"""What several stages share: their error type, where an archive comes from, reading a rung of the search."""
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable
-
 from mlcore.data.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
 from mlcore.io import read_json
-from mlcore.params import Params, ParamsError, load_params
-from mlcore.pins import PinsError
+from mlcore.params import Params
 from mlcore.stages.paths import rung_dir
 
 ARCHIVE_FILES = {"images": IMAGES_ARCHIVE, "annotations": ANNOTATIONS_ARCHIVE}  # params.yaml data.archives keys
-
-
-def run_stage(body: Callable[[Params], None]) -> None:
-    """Validate params.yaml before any work, then run the stage; known errors exit with their message."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params()
-    except ParamsError as exc:
-        sys.exit(f"error: {exc}")
-    try:
-        body(params)
-    except (StageError, PinsError) as exc:  # PinsError: pins.yaml (the inflow and champion stages) is unusable
-        sys.exit(f"error: {exc}")
 
 
 class StageError(RuntimeError):

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import logging
 
+from mlcore.calibration import apply_calibrator, fit_calibrator
+from mlcore.io import write_json
+from mlcore.metrics import expected_calibration_error, reliability_bins
+from mlcore.model.serialize import load_model
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import run_stage
+from mlcore.plots import reliability_diagram
+from mlcore.predict import predict_split
 from mlcore.stages.paths import CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPARED_DIR
 
 log = logging.getLogger(__name__)
 
 
-def calibrate_stage(params: Params) -> None:
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.calibration import apply_calibrator, fit_calibrator
-    from mlcore.io import write_json
-    from mlcore.metrics import expected_calibration_error, reliability_bins
-    from mlcore.model.serialize import load_model
-    from mlcore.plots import reliability_diagram
-    from mlcore.predict import predict_split
-
+def run(params: Params) -> None:
     bins = params.calibrate.ece_bins
     split = predict_split(load_model(MODEL_PATH), PREPARED_DIR, "calibration", params.train.batch_size)
     calibrator = fit_calibrator(params.calibrate.method, split.probabilities, split.labels)
@@ -44,7 +40,3 @@ def calibrate_stage(params: Params) -> None:
     write_json(METRICS_DIR / "calibrate.json", metrics)
     write_json(CALIBRATOR_PATH, calibrator)
     log.info("calibration: %s", metrics)
-
-
-if __name__ == "__main__":
-    run_stage(calibrate_stage)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
 from mlcore.pins import load_pins
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import StageError
 from mlcore.stages.paths import CHAMPION_CALIBRATOR, CHAMPION_DIR, CHAMPION_MODEL, CHAMPION_RECORD
 from mlcore.storage.content import ContentError, fetch_by_md5
 
 
-def champion_stage(params: Params) -> None:
+def run(params: Params) -> None:
     pin = load_pins().champion
     with atomic_dir(CHAMPION_DIR) as staging:
         if pin.version is not None:
@@ -21,7 +21,3 @@ def champion_stage(params: Params) -> None:
             except ContentError as exc:
                 raise StageError(f"champion {pin.version}: {exc}") from exc
         (staging / CHAMPION_RECORD.name).write_text(canonical_json(pin.model_dump(mode="json")))
-
-
-if __name__ == "__main__":
-    run_stage(champion_stage)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 
+from mlcore.calibration import apply_calibrator
+from mlcore.champion import decide
 from mlcore.io import file_hexdigest, read_json, write_json
+from mlcore.metrics import scores
+from mlcore.model.serialize import load_model
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, run_stage
+from mlcore.predict import predict_split
+from mlcore.stages._common import StageError
 from mlcore.stages.paths import (
     CALIBRATOR_PATH,
     CHAMPION_CALIBRATOR,
@@ -25,11 +29,6 @@ log = logging.getLogger(__name__)
 
 def score_champion(params: Params) -> dict:
     """Raw and calibrated metrics of the champion on this run's test split."""
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.calibration import apply_calibrator
-    from mlcore.metrics import scores
-    from mlcore.model.serialize import load_model
-    from mlcore.predict import predict_split
 
     model = load_model(CHAMPION_MODEL)
     size = read_json(PREPARED_DIR / "manifest.json")["image_size"]
@@ -44,9 +43,7 @@ def score_champion(params: Params) -> dict:
     return {"raw": scores(test.probabilities, test.labels, bins), "calibrated": scores(calibrated, test.labels, bins)}
 
 
-def compare_stage(params: Params) -> None:
-    from mlcore.champion import decide
-
+def run(params: Params) -> None:
     record = read_json(CHAMPION_RECORD)
     evaluation = read_json(METRICS_DIR / "evaluate.json")
     challenger = {
@@ -80,7 +77,3 @@ def compare_stage(params: Params) -> None:
         },
     )
     log.info("%s: %s", "promote" if decision.promote else "keep the champion", decision.reason)
-
-
-if __name__ == "__main__":
-    run_stage(compare_stage)

@@ -6,25 +6,21 @@ import logging
 
 import numpy as np
 
+from mlcore.calibration import apply_calibrator
+from mlcore.data.oxford import CLASS_NAMES
+from mlcore.io import read_json, write_csv, write_json
+from mlcore.metrics import reliability_bins, scores
+from mlcore.model.serialize import load_model
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import run_stage
+from mlcore.plots import prediction_grid
+from mlcore.predict import predict_split
 from mlcore.stages.paths import CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPARED_DIR
 
 log = logging.getLogger(__name__)
 EVALUATE_PLOTS = PLOTS_DIR / "evaluate"
 
 
-def evaluate_stage(params: Params) -> None:
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.calibration import apply_calibrator
-    from mlcore.data.oxford import CLASS_NAMES
-    from mlcore.io import read_json, write_csv, write_json
-    from mlcore.metrics import reliability_bins, scores
-    from mlcore.model.serialize import load_model
-    from mlcore.plots import prediction_grid
-    from mlcore.predict import predict_split
-
+def run(params: Params) -> None:
     bins = params.calibrate.ece_bins
     test = predict_split(load_model(MODEL_PATH), PREPARED_DIR, "test", params.train.batch_size)
     calibrated = apply_calibrator(read_json(CALIBRATOR_PATH), test.probabilities)
@@ -68,7 +64,3 @@ def evaluate_stage(params: Params) -> None:
         metrics["raw"]["ece"],
         metrics["calibrated"]["ece"],
     )
-
-
-if __name__ == "__main__":
-    run_stage(evaluate_stage)

@@ -10,7 +10,7 @@ from mlcore.data.oxford import ArchiveError, check_archive
 from mlcore.data.sample import write_sample_archives
 from mlcore.io import atomic_dir
 from mlcore.params import Params
-from mlcore.stages._common import ARCHIVE_FILES, StageError, archive_origin, run_stage
+from mlcore.stages._common import ARCHIVE_FILES, StageError, archive_origin
 from mlcore.stages.paths import RAW_DIR
 
 
@@ -27,7 +27,7 @@ def check_archives(params: Params, folder: Path) -> None:
             raise StageError(f"{exc}; it comes from {archive_origin(params, file_name)}") from exc
 
 
-def fetch(params: Params) -> None:
+def run(params: Params) -> None:
     with atomic_dir(RAW_DIR) as staging:
         write_archives(params, staging)
         check_archives(params, staging)
@@ -55,7 +55,3 @@ def write_archives(params: Params, staging: Path) -> None:
             except DownloadError as exc:
                 raise StageError(f"data.archives.{key}: {exc}") from exc
             link_or_copy(cached, staging / file_name)
-
-
-if __name__ == "__main__":
-    run_stage(fetch)

@@ -14,14 +14,14 @@ from mlcore.data.inflow import MANIFEST, Snapshot, take
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
 from mlcore.pins import load_pins
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import StageError
 from mlcore.stages.paths import INFLOW_DIR
 from mlcore.storage.inflow import InflowBucket, InflowError
 
 log = logging.getLogger(__name__)
 
 
-def inflow_stage(params: Params) -> None:
+def run(params: Params) -> None:
     pin = load_pins().inflow
     with atomic_dir(INFLOW_DIR) as staging:
 
@@ -43,7 +43,3 @@ def inflow_stage(params: Params) -> None:
         manifest = snapshot.manifest(pin.cutoff, pin.listing_sha256, len(listing))
         (staging / MANIFEST).write_text(canonical_json(manifest))
     log.info("inflow: %s", manifest["summary"])
-
-
-if __name__ == "__main__":
-    run_stage(inflow_stage)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from mlcore.io import write_json
 from mlcore.params import Params
-from mlcore.stages._common import run_stage
 from mlcore.stages.paths import PLAN_PATH
 from mlcore.tuning import defaults, plan
 
 
-def plan_stage(params: Params) -> None:
+def run(params: Params) -> None:
     configs = plan(params.tune, defaults(params))
     write_json(
         PLAN_PATH, {"seed": params.tune.seed, "trials": [{"trial": i, "config": c} for i, c in enumerate(configs)]}
     )
     print(f"{PLAN_PATH}: {len(configs)} trials")
-
-
-if __name__ == "__main__":
-    run_stage(plan_stage)

@@ -8,19 +8,16 @@ import logging
 from mlcore.data.inflow import ID_PREFIX, read_snapshot
 from mlcore.data.oxford import CLASS_NAMES, ArchiveError
 from mlcore.data.prepare import class_pixel_frequencies, collect, statistics
+from mlcore.data.tfrecords import serialize, write_shards
 from mlcore.io import atomic_dir, canonical_json
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, archive_origin, run_stage
+from mlcore.stages._common import StageError, archive_origin
 from mlcore.stages.paths import INFLOW_DIR, PREPARED_DIR, RAW_DIR
 
 log = logging.getLogger(__name__)
 
 
-def prepare(params: Params) -> None:
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.data.tfrecords import serialize, write_shards
-
+def run(params: Params) -> None:
     settings = params.prepare
     try:
         collected = collect(RAW_DIR, settings.image_size, read_snapshot(INFLOW_DIR))
@@ -54,7 +51,3 @@ def prepare(params: Params) -> None:
         (staging / "report.json").write_text(canonical_json({"summary": summary, "files": collected.report}))
     log.info("prepared %s", {s: m["count"] for s, m in manifest["splits"].items()})
     log.info("quality: %s", summary)
-
-
-if __name__ == "__main__":
-    run_stage(prepare)

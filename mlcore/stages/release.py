@@ -6,12 +6,15 @@ model in prod (metrics/compare.json): `promote` says whether the registry may as
 from __future__ import annotations
 
 import shutil
-import sys
 
+from mlcore.data.oxford import CLASS_NAMES
+from mlcore.export import export_saved_model
+from mlcore.gate import check_gate, format_table
 from mlcore.io import atomic_dir, canonical_json, file_hexdigest, read_json
+from mlcore.model.serialize import load_model
+from mlcore.model_card import render
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import StageError
 from mlcore.stages.paths import (
     BEST_PATH,
     CALIBRATOR_PATH,
@@ -24,9 +27,7 @@ from mlcore.stages.paths import (
 )
 
 
-def release_stage(params: Params) -> None:
-    from mlcore.gate import check_gate, format_table
-
+def run(params: Params) -> None:
     evaluation = read_json(METRICS_DIR / "evaluate.json")
     robustness = read_json(ROBUSTNESS_PATH)
     checks = check_gate(evaluation, robustness, params.release.gate)
@@ -37,12 +38,6 @@ def release_stage(params: Params) -> None:
             f"release gate failed ({failed}); nothing exported. Improve the model or change "
             "params.yaml release.gate deliberately"
         )
-
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.data.oxford import CLASS_NAMES
-    from mlcore.export import export_saved_model
-    from mlcore.model.serialize import load_model
-    from mlcore.model_card import render
 
     manifest = read_json(PREPARED_DIR / "manifest.json")
     calibrator = read_json(CALIBRATOR_PATH)
@@ -69,21 +64,3 @@ def release_stage(params: Params) -> None:
         (staging / "release.json").write_text(canonical_json(release))
         (staging / "MODEL_CARD.md").write_text(render(release, evaluation, robustness, manifest))
     print(f"{RELEASE_DIR}: released {params.release.model_name} (model sha256 {release['model_sha256'][:12]})")
-
-
-def print_verdict() -> None:
-    """`python -m mlcore.stages.release --verdict`: the gate table of the current release (end of `make run`)."""
-    from mlcore.gate import Check, format_table
-
-    release = read_json(RELEASE_DIR / "release.json")
-    print(format_table([Check(**check) for check in release["gate"]]))
-    print(f"release gate: PASSED; {RELEASE_DIR}/ holds {release['model_name']} (`make serve` serves it)")
-    verdict = "PROMOTE" if release["promote"] else "KEEP THE CHAMPION"
-    print(f"against the model in prod: {verdict}: {release['decision']}")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--verdict"]:
-        print_verdict()
-    else:
-        run_stage(release_stage)

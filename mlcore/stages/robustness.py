@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 
 from mlcore.io import read_json, write_csv, write_json
+from mlcore.model.serialize import load_model
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import run_stage
+from mlcore.plots import attack_grid, robustness_curve
+from mlcore.predict import predict_split
+from mlcore.robustness import measure_robustness
+from mlcore.robustness_scores import curve_rows, strongest
 from mlcore.stages.paths import CALIBRATOR_PATH, MODEL_PATH, PLOTS_DIR, PREPARED_DIR, ROBUSTNESS_PATH
 
 log = logging.getLogger(__name__)
@@ -16,14 +19,7 @@ ROBUSTNESS_PLOTS = PLOTS_DIR / "robustness"
 EPSILON_UNIT = "grey levels, 1/255 of the pixel range"
 
 
-def robustness_stage(params: Params) -> None:
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.model.serialize import load_model
-    from mlcore.plots import attack_grid, robustness_curve
-    from mlcore.predict import predict_split
-    from mlcore.robustness import measure_robustness
-    from mlcore.robustness_scores import curve_rows, strongest
-
+def run(params: Params) -> None:
     settings = params.robustness
     model = load_model(MODEL_PATH)
     calibrator = read_json(CALIBRATOR_PATH)
@@ -50,7 +46,3 @@ def robustness_stage(params: Params) -> None:
         ROBUSTNESS_PLOTS / "examples.png",
     )
     log.info("strongest: %s at epsilon %d", summary["attack"], summary["epsilon"])
-
-
-if __name__ == "__main__":
-    run_stage(robustness_stage)

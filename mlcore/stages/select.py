@@ -8,7 +8,7 @@ import io
 
 from mlcore.io import atomic_file, write_json
 from mlcore.params import Params
-from mlcore.stages._common import read_rung, run_stage
+from mlcore.stages._common import read_rung
 from mlcore.stages.paths import BEST_PATH, METRICS_DIR, PLOTS_DIR
 from mlcore.tuning import select
 
@@ -25,7 +25,7 @@ def scores_csv(rungs: list[list[dict]]) -> str:
     return buffer.getvalue()
 
 
-def select_stage(params: Params) -> None:
+def run(params: Params) -> None:
     rungs = [read_rung(r) for r in range(len(params.tune.rungs))]
     best = select(rungs)
     write_json(BEST_PATH, {key: best[key] for key in ("trial", "rung", "epochs", "config", "val_mean_iou")})
@@ -43,7 +43,3 @@ def select_stage(params: Params) -> None:
     with atomic_file(SCORES_PATH) as temporary:
         temporary.write_text(scores_csv(rungs))
     print(f"{BEST_PATH}: trial {best['trial']} (validation mean IoU {best['val_mean_iou']:.4f}) {best['config']}")
-
-
-if __name__ == "__main__":
-    run_stage(select_stage)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from dvclive import Live
+
+from mlcore.io import read_json
+from mlcore.model.serialize import save_model
+from mlcore.model.unet import EncoderWeightsUnavailable, unet_builder
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, run_stage
+from mlcore.stages._common import StageError
 from mlcore.stages.paths import BEST_PATH, CHECKPOINT_DIR, MODEL_PATH, PREPARED_DIR, TENSORBOARD_DIR, TRAIN_LIVE_DIR
+from mlcore.storage.checkpoints import S3Mirror
+from mlcore.training import CheckpointStore, train
+from mlcore.tuning import apply
 
 
 def input_fingerprint(params: Params, prepared_dir: Path) -> str:
@@ -22,19 +29,9 @@ def input_fingerprint(params: Params, prepared_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def train_stage(params: Params) -> None:
+def run(params: Params) -> None:
     """Train params.yaml's model with the configuration the search selected (tuning/best.json)."""
-    pin_runtime(params.runtime, params.seed)
-    from dvclive import Live
-    from mlcore.io import read_json
-    from mlcore.tuning import apply
-
     params = apply(params, read_json(BEST_PATH)["config"])
-    from mlcore.model.serialize import save_model
-    from mlcore.model.unet import EncoderWeightsUnavailable, unet_builder
-    from mlcore.storage.checkpoints import S3Mirror
-    from mlcore.training import CheckpointStore, train
-
     manifest = read_json(PREPARED_DIR / "manifest.json")
     build = unet_builder(params.model, manifest["image_size"])
     fingerprint = input_fingerprint(params, PREPARED_DIR)
@@ -58,7 +55,3 @@ def train_stage(params: Params) -> None:
                 live.log_metric(name.replace("val_", "val/") if name.startswith("val_") else f"train/{name}", value)
             live.next_step()
     checkpoints.clear()  # the run is complete; a forced re-run must retrain, not resume
-
-
-if __name__ == "__main__":
-    run_stage(train_stage)

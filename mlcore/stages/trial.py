@@ -1,30 +1,27 @@
 """trial: one short training of one planned configuration, scored on the validation split.
 
-`python -m mlcore.stages.trial --rung R --slot S`: rung 0 slot S trains trial S; a later rung's slot S
+`python -m mlcore.stages trial --rung R --slot S`: rung 0 slot S trains trial S; a later rung's slot S
 trains the S-th best trial of the rung before, for this rung's epoch budget. The output is small:
 the configuration, the validation mean IoU and its curve per epoch (no weights).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
+from mlcore.io import read_json, write_json
+from mlcore.model.unet import unet_builder
 from mlcore.params import Params
-from mlcore.runtime import pin_runtime
-from mlcore.stages._common import StageError, read_rung, run_stage
+from mlcore.stages._common import StageError, read_rung
 from mlcore.stages.paths import PLAN_PATH, PREPARED_DIR, trial_result_path
+from mlcore.training import train
+from mlcore.tuning import apply, trial_for_slot
 
 
-def trial_stage(params: Params, rung: int, slot: int) -> None:
+def run(params: Params, rung: int, slot: int) -> None:
     if rung >= len(params.tune.rungs) or slot not in params.tune.rungs[rung].slots:
         raise StageError(f"rung {rung} slot {slot} is not in params.yaml tune.rungs; fix dvc.yaml's matrix")
-    pin_runtime(params.runtime, params.seed)
-    from mlcore.io import read_json, write_json
-    from mlcore.model.unet import unet_builder
-    from mlcore.training import train
-    from mlcore.tuning import apply, trial_for_slot
 
     trial = trial_for_slot(rung, slot, read_rung(rung - 1) if rung else [])
     config = read_json(PLAN_PATH)["trials"][trial]["config"]
@@ -53,11 +50,3 @@ def trial_stage(params: Params, rung: int, slot: int) -> None:
             "curve": curve,
         },
     )
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rung", type=int, required=True)
-    parser.add_argument("--slot", type=int, required=True)
-    arguments = parser.parse_args()
-    run_stage(lambda params: trial_stage(params, arguments.rung, arguments.slot))
