@@ -114,6 +114,7 @@ class TaskRun:
     outputs: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
     gauges: dict[str, str] = field(default_factory=dict)
+    gauge_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     applied: dict | None = None  # a resource template's manifest, as it would be sent to the API server
     skipped: bool = False
 
@@ -358,7 +359,8 @@ class _Executor:
             assert artifact.get("archive") == {"none": {}}, f"{artifact['name']}: the UI shows only unarchived files"
             stored = self.workdir / "artifact-repository" / self.values["workflow.name"] / name / artifact["name"]
             stored.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(_pod_path(output_dir, artifact["path"]), stored)
+            # the controller substitutes the template's inputs everywhere in it, output paths included
+            shutil.copyfile(_pod_path(output_dir, substitute(artifact["path"], scope)), stored)
             run.artifacts[artifact["name"]] = stored
         metric_scope = {
             **scope,
@@ -367,4 +369,7 @@ class _Executor:
         }
         for metric in template.get("metrics", {}).get("prometheus", []):
             run.gauges[metric["name"]] = substitute(metric["gauge"]["value"], metric_scope)
+            run.gauge_labels[metric["name"]] = {
+                label["key"]: substitute(label["value"], metric_scope) for label in metric.get("labels", [])
+            }
         self.runs[name] = run

@@ -23,7 +23,7 @@ from tests.argo_pods import (
 )
 from tests.helpers import REPO_ROOT
 from tests.pod_security import violations
-from workflows.pipeline import image
+from workflows.pipeline import image, workflow_template
 from workflows.serving import FEEDBACK_SECRET, PROBE_TIMEOUT_S, inference_service
 
 CLUSTER_CONF = REPO_ROOT / "cluster-conf"
@@ -40,9 +40,15 @@ def image_user() -> int:
     return int(match.group(1))
 
 
+def project_image() -> str:
+    """The project image as the generated templates name it: params.yaml's repository at the submitted digest."""
+    cluster = load_params(REPO_ROOT / "params.yaml").cluster
+    return image(workflow_template("any", cluster, []), cluster)
+
+
 def image_users(executor: dict) -> dict[str, int]:
     return {
-        image(load_params(REPO_ROOT / "params.yaml").cluster): image_user(),
+        project_image(): image_user(),
         "registry.example/mlcore@sha256:0": image_user(),
         "kserve/storage-initializer:v0.20.0": KSERVE_STORAGE_INITIALIZER_USER,
         **({executor["image"]: EXECUTOR_USER} if executor.get("image", "").endswith("-nonroot") else {}),

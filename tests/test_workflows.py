@@ -80,6 +80,24 @@ def test_every_trial_is_a_parallel_task_and_each_rung_waits_for_the_one_before()
     assert edges["select"] == set(rungs[0]) | set(rungs[1]) and "select" in edges["train"]
 
 
+def test_one_template_per_dvc_yaml_stage_whose_items_pass_their_stage_and_matrix_values():
+    spec = yaml.safe_load(MANIFEST.read_text())["spec"]
+    templates = {t["name"]: t for t in spec["templates"]}
+    tasks = {t["name"]: t for t in templates[spec["entrypoint"]]["dag"]["tasks"]}
+    nodes = stage_graph(REPO_ROOT)
+    stage_templates = {task_name(n.base) for n in nodes}
+    assert set(templates) == stage_templates | {"dag", "publication", "publish", "deploy", "serving-check"}
+    for node in nodes:
+        task = tasks[task_name(node.name)]
+        assert task["template"] == task_name(node.base)
+        passed = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
+        assert passed == {"stage": node.name, **dict(node.item)}
+    rung = templates["rung0"]
+    assert {p["name"] for p in rung["inputs"]["parameters"]} == {"stage", "slot"}
+    (report,) = [a for a in rung["outputs"]["artifacts"] if a["name"] != "lock-entry"]
+    assert report["path"].endswith("/tuning/rung0/slot{{inputs.parameters.slot}}.json")
+
+
 def test_pods_get_the_resources_and_limits_params_yaml_gives_their_stage():
     cluster = load_params(REPO_ROOT / "params.yaml").cluster
     spec = yaml.safe_load(MANIFEST.read_text())["spec"]
@@ -251,6 +269,10 @@ def test_workflows_run_locally_publish_the_lock_and_reproduce_the_tag(tmp_path, 
         == (local_metrics["calibrated"]["per_class"]["pet"]["iou"])
     )
     assert float(evaluate.gauges["mlcore_stage_duration_seconds"]) > 0
+    assert evaluate.gauge_labels["mlcore_stage_duration_seconds"] == {"stage": "evaluate", "revision": revision}
+    trial = runs["rung0-1"]  # a matrix item: the rung's one template, placed by the item it passes
+    assert trial.gauge_labels["mlcore_stage_duration_seconds"]["stage"] == "rung0@1"
+    assert trial.artifacts["tuning-rung0-slot-json"].read_bytes() == (local / "tuning/rung0/slot1.json").read_bytes()
     assert evaluate.artifacts["plots-evaluate-predictions-png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluate.artifacts["metrics-evaluate-json"].read_bytes() == (local / "metrics/evaluate.json").read_bytes()
     robust = json.loads((local / "metrics/robustness.json").read_text())["strongest"]["calibrated"]["mean_iou"]

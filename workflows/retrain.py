@@ -21,13 +21,22 @@ import sys
 from pathlib import Path
 
 import yaml
-from hera.workflows import DAG, CronWorkflow, Parameter, Resource
+from hera.workflows import DAG, CronWorkflow, Parameter, Resource, WorkflowTemplate
 from hera.workflows import models as m
 
 from mlcore.params import Params, load_params
 from workflows import pods
 from workflows.names import NAMESPACE, PIPELINE
-from workflows.pipeline import OUTPUTS, git_token, render, switch, task_container, workflow_template
+from workflows.pipeline import (
+    OUTPUTS,
+    WORKFLOW_NAME,
+    git_token,
+    parameter,
+    render,
+    switch,
+    task_container,
+    workflow_template,
+)
 
 RETRAIN = "mlcore-retrain"
 RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
@@ -45,12 +54,13 @@ FORWARDED = (
 )
 
 
-def pipeline_run(params: Params) -> dict:
-    """The Workflow of mlcore-pipeline a retrain creates: its snapshot's pins and next version, promote on."""
-    arguments = [{"name": name, "value": f"{{{{workflow.parameters.{name}}}}}"} for name in FORWARDED]
+def pipeline_run(workflow: WorkflowTemplate, run: Resource) -> dict:
+    """The Workflow of mlcore-pipeline a retrain creates (template `run`): its snapshot's pins and next version,
+    promote on, and the retrain's own parameters passed on."""
+    arguments = [{"name": name, "value": parameter(workflow, name)} for name in FORWARDED]
     arguments += [
-        {"name": "pins", "value": "{{inputs.parameters.pins}}"},
-        {"name": "release", "value": "{{inputs.parameters.version}}"},
+        {"name": "pins", "value": run.get_parameter("pins").value},
+        {"name": "release", "value": run.get_parameter("version").value},
         {"name": "git-push", "value": "true"},
         {"name": "promote", "value": "true"},
     ]
@@ -58,15 +68,15 @@ def pipeline_run(params: Params) -> dict:
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
         "metadata": {  # one name per retrain: a retried apply finds the run it started instead of starting another
-            "name": "{{workflow.name}}-pipeline",
+            "name": f"{WORKFLOW_NAME}-pipeline",
             "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/retrain": "{{workflow.name}}"},
+            "labels": {"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/retrain": WORKFLOW_NAME},
         },
         "spec": {"workflowTemplateRef": {"name": PIPELINE}, "arguments": {"parameters": arguments}},
     }
 
 
-def build_retrain(params: Params):
+def build_retrain(params: Params) -> WorkflowTemplate:
     cluster = params.cluster
     with workflow_template(
         RETRAIN,
@@ -82,8 +92,9 @@ def build_retrain(params: Params):
         # the mutex is held until the pipeline run ends: the retrain outlives the run's own deadline
         template.active_deadline_seconds = int((cluster.deadline_hours + 2 * MARGIN_HOURS) * 3600)
         snapshot = task_container(
+            template,
             "snapshot",
-            ["snapshot", "--revision", "{{workflow.parameters.revision}}", "--git-remote", cluster.git_remote],
+            ["snapshot", "--revision", parameter(template, "revision"), "--git-remote", cluster.git_remote],
             cluster,
             "snapshot",
             env=[git_token()],
@@ -95,7 +106,6 @@ def build_retrain(params: Params):
         pipeline = Resource(
             name="pipeline",
             action="apply",
-            manifest=yaml.safe_dump(pipeline_run(params), sort_keys=False),
             success_condition="status.phase == Succeeded",
             failure_condition="status.phase in (Failed, Error)",
             inputs=[Parameter(name="pins"), Parameter(name="version")],
@@ -103,15 +113,13 @@ def build_retrain(params: Params):
             set_owner_reference=True,  # deleting the retrain deletes its run; a run never outlives its retrain
             retry_strategy=pods.retry_strategy(cluster),
         )
+        pipeline.manifest = yaml.safe_dump(pipeline_run(template, pipeline), sort_keys=False)
         with DAG(name="dag"):
             taken = snapshot(name="snapshot")
             ran = pipeline(
                 name="pipeline",
-                when="{{tasks.snapshot.outputs.parameters.proceed}} == true",
-                arguments={
-                    "pins": "{{tasks.snapshot.outputs.parameters.pins}}",
-                    "version": "{{tasks.snapshot.outputs.parameters.version}}",
-                },
+                when=f"{taken.get_parameter('proceed').value} == true",
+                arguments={name: taken.get_parameter(name).value for name in ("pins", "version")},
             )
             taken >> ran
     return template

@@ -7,6 +7,9 @@ size, encoded images of any size, feedback, metrics), and it speaks the same Ope
 
 from __future__ import annotations
 
+from hera.workflows import models as m
+from pydantic import BaseModel
+
 from workflows import pods
 
 SERVING_ACCOUNT = "mlcore-serving"  # no API access; carries SERVING_SECRET for KServe's storage initializer
@@ -40,13 +43,57 @@ PROBE_TIMEOUT_S = 2
 MEMORY_LIMIT_GIB = 2  # the server's budget per request (mlcore/serving/limits.py) keeps it well under this
 
 
-def _probe(path: str, period: int, failures: int) -> dict:
-    return {
-        "httpGet": {"path": path, "port": PORT},
-        "periodSeconds": period,
-        "timeoutSeconds": PROBE_TIMEOUT_S,
-        "failureThreshold": failures,
-    }
+def _probe(path: str, period: int, failures: int) -> m.Probe:
+    return m.Probe(
+        http_get=m.HTTPGetAction(path=path, port=PORT),
+        period_seconds=period,
+        timeout_seconds=PROBE_TIMEOUT_S,
+        failure_threshold=failures,
+    )
+
+
+def _secret(name: str, secret: str, key: str, optional: bool | None = None) -> m.EnvVar:
+    selector = m.SecretKeySelector(name=secret, key=key, optional=optional)
+    return m.EnvVar(name=name, value_from=m.EnvVarSource(secret_key_ref=selector))
+
+
+def predictor_container(image: str, storage_uri: str, version: str, feedback_url: str, s3_endpoint: str) -> m.Container:
+    """The server's container in Kubernetes' own types (Hera's models of the core API), validated as it is built."""
+    return m.Container(
+        name="kserve-container",
+        image=image,
+        command=["python", "-m", "mlcore.serving"],
+        args=[
+            "--release-dir",
+            MODEL_MOUNT,
+            "--provenance",
+            f"{MODEL_MOUNT}/provenance.json",
+            "--version",
+            version,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+        ],
+        env=[
+            m.EnvVar(name="STORAGE_URI", value=storage_uri),
+            m.EnvVar(name="MLCORE_FEEDBACK_URL", value=feedback_url),
+            m.EnvVar(name="MLCORE_S3_ENDPOINT", value=s3_endpoint),
+            m.EnvVar(name="HOME", value="/tmp"),
+            *(_secret(key, SERVING_SECRET, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
+            _secret("MLCORE_FEEDBACK_TOKEN", FEEDBACK_SECRET, "token", optional=True),
+        ],
+        ports=[m.ContainerPort(container_port=PORT, protocol="TCP")],
+        startup_probe=_probe("/v2/health/ready", period=2, failures=60),
+        readiness_probe=_probe("/v2/health/ready", period=5, failures=2),
+        liveness_probe=_probe("/v2/health/live", period=10, failures=3),
+        resources=m.ResourceRequirements(
+            requests={"cpu": m.Quantity("1"), "memory": m.Quantity(f"{MEMORY_LIMIT_GIB}Gi")},
+            limits={"cpu": m.Quantity("2"), "memory": m.Quantity(f"{MEMORY_LIMIT_GIB}Gi")},
+        ),
+        security_context=pods.container_security_context(),
+        volume_mounts=[m.VolumeMount(name="tmp", mount_path="/tmp")],
+    )
 
 
 def inference_service(
@@ -60,71 +107,39 @@ def inference_service(
     s3_endpoint: str,
 ) -> dict:
     """`feedback_url` empty: feedback off. Set: on, with the token from Secret FEEDBACK_SECRET (the server
-    refuses to start without it)."""
-    env = [
-        {"name": "MLCORE_FEEDBACK_URL", "value": feedback_url},
-        {"name": "MLCORE_S3_ENDPOINT", "value": s3_endpoint},
-        {"name": "HOME", "value": "/tmp"},
-        *(
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": SERVING_SECRET, "key": key}}}
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ),
-        {
-            "name": "MLCORE_FEEDBACK_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": FEEDBACK_SECRET, "key": "token", "optional": True}},
-        },
-    ]
-    security = pods.container_security_context().model_dump(by_alias=True, exclude_none=True)
+    refuses to start without it). KServe's own fields wrap the typed pod: the only typed InferenceService is
+    the `kserve` SDK's, which would bring pandas, grpcio and the Kubernetes client for this one object."""
+    container = predictor_container(image, storage_uri, version, feedback_url, s3_endpoint)
+    metadata = m.ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels={"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/commit": commit},
+        annotations={"mlcore.dev/revision": version, "serving.kserve.io/deploymentMode": "Standard"},
+    )
+    predictor = {
+        "serviceAccountName": SERVING_ACCOUNT,
+        "storageContainerName": STORAGE_CONTAINER,
+        "minReplicas": 1,
+        "securityContext": pods.pod_security_context(),
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource())],
+    }
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "mlcore", "mlcore.dev/commit": commit},
-            "annotations": {"mlcore.dev/revision": version, "serving.kserve.io/deploymentMode": "Standard"},
-        },
-        "spec": {
-            "predictor": {
-                "serviceAccountName": SERVING_ACCOUNT,
-                "storageContainerName": STORAGE_CONTAINER,
-                "minReplicas": 1,
-                "securityContext": pods.pod_security_context().model_dump(by_alias=True, exclude_none=True),
-                "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": "kserve-container",
-                        "image": image,
-                        "command": ["python", "-m", "mlcore.serving"],
-                        "args": [
-                            "--release-dir",
-                            MODEL_MOUNT,
-                            "--provenance",
-                            f"{MODEL_MOUNT}/provenance.json",
-                            "--version",
-                            version,
-                            "--host",
-                            "0.0.0.0",
-                            "--port",
-                            str(PORT),
-                        ],
-                        "env": [{"name": "STORAGE_URI", "value": storage_uri}, *env],
-                        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                        "startupProbe": _probe("/v2/health/ready", period=2, failures=60),
-                        "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
-                        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
-                        "resources": {
-                            "requests": {"cpu": "1", "memory": f"{MEMORY_LIMIT_GIB}Gi"},
-                            "limits": {"cpu": "2", "memory": f"{MEMORY_LIMIT_GIB}Gi"},
-                        },
-                        "securityContext": security,
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    }
-                ],
-                "volumes": [{"name": "tmp", "emptyDir": {}}],
-            }
-        },
+        "metadata": _plain(metadata),
+        "spec": {"predictor": {key: _plain(value) for key, value in predictor.items()}},
     }
+
+
+def _plain(value: object) -> object:
+    """A typed model (or a list of them) as the manifest's YAML writes it; anything else as it is."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(by_alias=True, exclude_none=True)
+    return value
 
 
 def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str, feedback_url: str = "") -> dict:

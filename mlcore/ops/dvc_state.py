@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def default_remote(repo_root: Path = Path(".")) -> S3Remote:
     )
 
 
+ITEM_REFERENCE = re.compile(r"\$\{item\.([A-Za-z_][A-Za-z0-9_]*)\}")  # a matrix item's value in dvc.yaml
+
+
 @dataclass(frozen=True)
 class StageNode:
     name: str  # DVC's address: "train", or "rung0@3" for an item of a foreach/matrix stage
@@ -68,6 +72,8 @@ class StageNode:
     metrics: tuple[str, ...] = ()  # its metrics files
     reports: tuple[str, ...] = ()  # its metrics and plot files (not directories), for a person to look at
     pinned: bool = False  # dvc.yaml `meta: {pinned_input: true}`: its output is an input replays restore
+    item: tuple[tuple[str, str], ...] = ()  # a matrix item's values by key, e.g. (("slot", "3"),)
+    report_patterns: tuple[str, ...] = ()  # `reports` as dvc.yaml writes them, with ${item.KEY} left in
 
     @property
     def base(self) -> str:
@@ -84,16 +90,46 @@ def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
     with Repo(str(repo_root)) as repo:
         graph = get_active_graph(repo.index.graph)  # an edge A -> B means stage A depends on stage B
         order = plan_repro(graph, collect_stages(repo, [str(Path(repo.root_dir) / "dvc.yaml")]))
-        return [
-            StageNode(
-                s.name,
-                tuple(sorted(d.name for d in graph.successors(s))),
-                tuple(o.def_path for o in s.outs if o.metric),
-                tuple(o.def_path for o in s.outs if (o.metric or o.plot) and Path(o.def_path).suffix),
-                bool((s.meta or {}).get("pinned_input")),
+        nodes = []
+        for stage in order:
+            reports = tuple(o.def_path for o in stage.outs if (o.metric or o.plot) and Path(o.def_path).suffix)
+            item, definition = _matrix_item(stage)
+            nodes.append(
+                StageNode(
+                    stage.name,
+                    tuple(sorted(d.name for d in graph.successors(stage))),
+                    tuple(o.def_path for o in stage.outs if o.metric),
+                    reports,
+                    bool((stage.meta or {}).get("pinned_input")),
+                    tuple(item.items()),
+                    tuple(_pattern(path, item, definition) for path in reports),
+                )
             )
-            for s in order
-        ]
+        return nodes
+
+
+def _matrix_item(stage) -> tuple[dict[str, str], dict]:
+    """The values of a matrix stage's item and the stage's definition as dvc.yaml writes it; ({}, {}) otherwise."""
+    if "@" not in stage.name:
+        return {}, {}
+    base, key = stage.name.split("@", 1)
+    definition = stage.dvcfile.resolver.definitions[base]
+    values = definition.normalized_iterable[key]
+    if not isinstance(values, dict) or not hasattr(definition, "matrix_data"):  # a foreach item: a value, a key
+        return {}, {}
+    return {name: str(value) for name, value in values.items()}, definition.template
+
+
+def _pattern(path: str, item: dict[str, str], definition: dict) -> str:
+    """The path as dvc.yaml writes it (an output, metrics or plots entry) that the item's values turn into `path`."""
+    written = [
+        entry
+        for section in ("outs", "metrics", "plots")
+        for spec in definition.get(section, [])
+        for entry in ([spec] if isinstance(spec, str) else spec)
+    ]
+    resolved = {ITEM_REFERENCE.sub(lambda m: item.get(m.group(1), m.group(0)), entry): entry for entry in written}
+    return resolved.get(path, path)
 
 
 def recompute_from(stages: list[StageNode]) -> list[str]:
