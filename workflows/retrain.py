@@ -37,6 +37,7 @@ from workflows.pipeline import (
     task_container,
     workflow_template,
 )
+from workflows.submit import SubmitError, image_digest, image_repository, resolve
 
 RETRAIN = "mlcore-retrain"
 RETRAIN_ACCOUNT = "mlcore-retrainer"  # may create and watch Workflows (cluster-conf/base/rbac.yaml)
@@ -165,8 +166,6 @@ def generate(params: Params) -> dict[str, str]:
 
 
 def main() -> None:
-    from workflows.submit import SubmitError, image_digest, image_repository, resolve
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref", help="the commit (or branch, tag) whose image the schedule runs")
     parser.add_argument("--image-digest", help="sha256:... of the image built at REF (default: asked of the registry)")

@@ -7,10 +7,18 @@ size, encoded images of any size, feedback, metrics), and it speaks the same Ope
 
 from __future__ import annotations
 
+import argparse
+
+import yaml
 from hera.workflows import models as m
 from pydantic import BaseModel
 
+from mlcore.commands import git
+from mlcore.lockfile import lock_stages
+from mlcore.params import Params
 from workflows import pods
+from workflows.names import NAMESPACE
+from workflows.submit import code_commit
 
 SERVING_ACCOUNT = "mlcore-serving"  # no API access; carries SERVING_SECRET for KServe's storage initializer
 SERVING_SECRET = "mlcore-serving-s3"  # keys that may only read serving/ and write feedback/ (not the pipeline's)
@@ -144,13 +152,6 @@ def _plain(value: object) -> object:
 
 def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str, feedback_url: str = "") -> dict:
     """The InferenceService of the release committed at `ref` (its dvc.lock names the release folder)."""
-    import yaml
-
-    from mlcore.commands import git
-    from mlcore.lockfile import lock_stages
-    from mlcore.params import Params
-    from workflows.names import NAMESPACE
-    from workflows.submit import code_commit
 
     # a tag the pipeline published has no image of its own: its run's commit has
     commit = code_commit(git("rev-parse", f"{ref}^{{commit}}"))
@@ -174,10 +175,6 @@ def for_revision(ref: str, image_repo: str | None, bucket: str, s3_endpoint: str
 
 
 if __name__ == "__main__":
-    import argparse
-
-    import yaml
-
     parser = argparse.ArgumentParser(
         description="Print the KServe InferenceService of a release: "
         "`make inference-service REF=model@v1.0.0 | kubectl apply -f -`"

@@ -26,11 +26,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hera.workflows import Workflow
-from hera.workflows.models import WorkflowTemplateRef
+import yaml
+from hera.workflows import Workflow, WorkflowsService
+from hera.workflows.models import WorkflowCreateRequest, WorkflowTemplateRef
 
 from mlcore.commands import CommandFailed, git, git_show
-from mlcore.hardware import NFD_LABELS
+from mlcore.hardware import NFD_LABELS, node_labels
+from mlcore.params import Params
 from mlcore.stages.paths import PROVENANCE_PATH
 from workflows.names import NAMESPACE, PIPELINE, RECORD_FILES, REPRODUCE
 
@@ -76,7 +78,6 @@ def code_commit(commit: str) -> str:
 
 def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
     """Pin the replay's pods to nodes of the tag's CPU micro-architecture, or let them run anywhere."""
-    from mlcore.hardware import node_labels
 
     hardware = provenance(commit).get("environment", {}).get("hardware")  # mlcore.hardware.describe()
     if hardware is None and not anywhere:
@@ -90,9 +91,6 @@ def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:
 
 def image_repository(commit: str) -> str:
     """params.yaml cluster.image_repository at `commit`: the templates run images from there only."""
-    import yaml
-
-    from mlcore.params import Params
 
     params = Params.model_validate(yaml.safe_load(_git("show", f"{commit}:params.yaml")))
     return params.cluster.image_repository
@@ -163,9 +161,6 @@ def submit_with_cli(workflow: Workflow, namespace: str) -> str:
 
 
 def submit_with_api(workflow: Workflow, namespace: str) -> str:
-    from hera.workflows import WorkflowsService
-    from hera.workflows.models import WorkflowCreateRequest
-
     host, token = os.environ.get("ARGO_SERVER"), os.environ.get("ARGO_TOKEN")
     if not host:
         raise SubmitError("no `argo` CLI on PATH and ARGO_SERVER is unset: install the CLI or set ARGO_SERVER")

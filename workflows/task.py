@@ -36,17 +36,26 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
+import requests
+from pydantic import ValidationError
+
 from mlcore.commands import CommandFailed, dvc, git, run
-from mlcore.lockfile import lock_stages
+from mlcore.lockfile import Output, lock_outputs, lock_stages
 from mlcore.metrics import lookup
-from mlcore.ops.registry import PROD
+from mlcore.ops.dvc_state import stage_graph
+from mlcore.ops.registry import PROD, next_version, prod_version
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
-from mlcore.pins import Pins, write_pins
+from mlcore.ops.replay import compare, first_divergence, print_table
+from mlcore.ops.snapshot import latest_pins, next_pins
+from mlcore.params import load_params
+from mlcore.pins import Pins, load_pins, write_pins
 from mlcore.stages.paths import BEST_PATH, PROVENANCE_PATH
 from mlcore.storage.s3 import S3Prefix
 from workflows.names import LOCK, RECORD_FILES
+from workflows.serving import storage_prefix
 
 MODEL = "models/model.keras"
 RELEASE = "release"
@@ -170,8 +179,6 @@ def needed_data(deps: set[str], outputs: list[str]) -> set[str]:
 
 
 def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list[str], work_prefix: str) -> None:
-    from mlcore.ops.dvc_state import stage_graph
-
     configure_remote(work_prefix)
     write_entries(upstream)
     from dvc.repo import Repo
@@ -195,8 +202,6 @@ def run_stage(name: str, upstream: dict[str, dict], retrain: bool, publish: list
 
 
 def merge(entries: dict[str, dict]) -> None:
-    from mlcore.ops.dvc_state import stage_graph
-
     order = [node.name for node in stage_graph() if node.name in entries]
     write_entries({name: entries[name] for name in order})
 
@@ -223,7 +228,6 @@ def upload(files: dict[str, Path], url: str) -> None:
 def publish_release(entries: dict[str, dict], model_name: str) -> str:
     """The release folder (and the provenance record) at its content-addressed serving location, or ''
     when the pipeline has no release output."""
-    from workflows.serving import storage_prefix
 
     release = [o for e in entries.values() for o in e.get("outs", []) if o["path"] == RELEASE]
     if not release:
@@ -288,8 +292,6 @@ def publish(
 def _may_replace_prod() -> bool:
     """The release record's decision (the compare stage), if the model it was compared with is still in prod: a
     rollback or another promotion since the snapshot voids the comparison."""
-    from mlcore.ops.registry import prod_version
-    from mlcore.pins import load_pins
 
     record = json.loads(Path(RELEASE, "release.json").read_text())
     compared, now = load_pins().champion.version, prod_version()
@@ -302,7 +304,6 @@ def _may_replace_prod() -> bool:
 
 def use_pins(text: str) -> None:
     """A retrain's pins (JSON, from its snapshot task) into pins.yaml, validated."""
-    from pydantic import ValidationError
 
     try:
         write_pins(Pins.model_validate_json(text))
@@ -313,9 +314,6 @@ def use_pins(text: str) -> None:
 def snapshot(remote: str) -> None:
     """Pins for a retrain and whether to run it: the inflow since the last snapshot any run recorded (branches
     mlcore/runs/* and model tags of the repository), the model in prod from the registry's tags."""
-    from mlcore.ops.registry import next_version
-    from mlcore.ops.snapshot import latest_pins, next_pins
-    from mlcore.params import load_params
 
     fetch_registry(remote, "+refs/heads/mlcore/runs/*:refs/remotes/runs/*")
     refs = git("for-each-ref", "--format=%(refname)", "refs/remotes/runs", "refs/tags").split()
@@ -339,9 +337,6 @@ def fetch_registry(remote: str, *refspecs: str) -> None:
 
 
 def verify(entries: dict[str, dict], revision: str) -> None:
-    from mlcore.lockfile import Output, lock_outputs
-    from mlcore.ops.replay import compare, first_divergence, print_table
-
     got = [Output(stage, out["path"], out["md5"]) for stage, entry in entries.items() for out in entry.get("outs", [])]
     rows = compare(lock_outputs(LOCK), got)  # the workspace is at the revision (or tag): its committed dvc.lock
     print_table(rows)
@@ -353,9 +348,6 @@ def verify(entries: dict[str, dict], revision: str) -> None:
 def check_serving(url: str, commit: str, timeout_s: float, interval_s: float = 5.0) -> None:
     """Wait until the deployed server's V2 metadata names the released commit: KServe's status alone can still
     describe the previous model right after an update, and a rollout answers from old pods for a while."""
-    import time
-
-    import requests
 
     deadline, answer = time.monotonic() + timeout_s, "no answer"
     while time.monotonic() < deadline:
