@@ -4,6 +4,7 @@ executing every task's own command locally against a real S3 server (tests/argo_
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
@@ -422,3 +423,12 @@ def test_the_sensor_submits_retrains_of_the_scheduled_build():
         "revision": "a" * 40,
         "image-digest": "sha256:" + "b" * 64,
     }
+
+
+def test_items_of_one_stage_that_one_template_cannot_serve_are_refused():
+    """Items that depend on different stages (a foreach over unlike things) would need templates of their own."""
+    params = load_params(REPO_ROOT / "params.yaml")
+    stages = stage_graph(REPO_ROOT)
+    unlike = [replace(n, upstream=("plan",)) if n.name == "rung0@1" else n for n in stages]
+    with pytest.raises(ClusterConfigError, match=r"dvc.yaml stage rung0: its items depend on different stages"):
+        build_pipeline(unlike, params)
