@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+LOCK_PATH = Path("dvc.lock")
+
 
 @dataclass(frozen=True)
 class Output:

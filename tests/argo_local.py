@@ -4,9 +4,11 @@ parameter substitution and Secret env.
 
 This stands in for the Argo controller and kubelet, which cannot exist here. It implements only what
 our manifests use: DAG tasks with `depends: a && b`, container templates, input/output parameters,
-`{{workflow.*}}`, `{{inputs.parameters.*}}`, `{{tasks.*.outputs.parameters.*}}`, env values,
+`{{workflow.*}}`, `{{inputs.parameters.*}}` (only the declared ones, in every path, argument, env value and
+metric label, as the controller's SubstituteParams), `{{tasks.*.outputs.parameters.*}}`, env values,
 secretKeyRef (optional ones too), output artifacts (copied into a local "artifact repository") and input
-artifacts `from` other tasks' outputs, Prometheus gauge values, `when: a == b`, and resource templates,
+artifacts `from` other tasks' outputs, Prometheus gauge values and labels (`{{duration}}`: the last attempt's,
+where Argo's spans the retries), `when: a == b`, and resource templates,
 whose rendered manifest is recorded instead of applied: no Kubernetes API exists here, so that one step
 is a stand-in: its successCondition and failureCondition are not evaluated; the caller's `on_apply` runs what
 the controller would (a Workflow: run_workflow again, synchronously, its failure raising as a failed step).
@@ -304,7 +306,12 @@ class _Executor:
     def task(self, name: str, task: dict, template: dict, artifacts: dict[str, Path]) -> None:
         inputs = {p["name"]: p.get("value") for p in template.get("inputs", {}).get("parameters", [])}
         for argument in task.get("arguments", {}).get("parameters", []):
-            inputs[argument["name"]] = substitute(argument["value"], self.values)
+            if (
+                argument["name"] in inputs
+            ):  # as Argo's ProcessArgs: an argument the template does not declare is ignored
+                inputs[argument["name"]] = substitute(argument["value"], self.values)
+        unset = [name for name, value in inputs.items() if value is None]
+        assert not unset, f"task {name}: inputs.parameters.{unset[0]} had no value"  # Argo's words
         scope = {**self.values, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
         if "resource" in template:
             applied = yaml.safe_load(substitute(template["resource"]["manifest"], scope))
@@ -335,7 +342,7 @@ class _Executor:
             for volume in set(mounts.values()):
                 self.pods.volume_dir(root, volume).mkdir(parents=True)
             for artifact in template.get("inputs", {}).get("artifacts", []):  # as Argo's init container does
-                target = _pod_path(scratch / "inputs", artifact["path"], POD_INPUTS)
+                target = _pod_path(scratch / "inputs", substitute(artifact["path"], scope), POD_INPUTS)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(artifacts[artifact["name"]], target)
             started = time.monotonic()
@@ -353,7 +360,9 @@ class _Executor:
         clone = self.pods.volume_dir(root, mounts[workspace.rsplit("/", 1)[0]]) / workspace.rsplit("/", 1)[1]
         run = TaskRun(name, clone, log, attempt, results)
         for output in template.get("outputs", {}).get("parameters", []):
-            run.outputs[output["name"]] = _pod_path(output_dir, output["valueFrom"]["path"]).read_text()
+            run.outputs[output["name"]] = _pod_path(
+                output_dir, substitute(output["valueFrom"]["path"], scope)
+            ).read_text()
             self.values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]
         for artifact in template.get("outputs", {}).get("artifacts", []):
             assert artifact.get("archive") == {"none": {}}, f"{artifact['name']}: the UI shows only unarchived files"

@@ -32,9 +32,10 @@ from hera.workflows.models import WorkflowCreateRequest, WorkflowTemplateRef
 
 from mlcore.commands import CommandFailed, git, git_show
 from mlcore.hardware import NFD_LABELS, node_labels
+from mlcore.ops.run_record import RECORD_FILES
 from mlcore.params import Params
 from mlcore.stages.paths import PROVENANCE_PATH
-from workflows.names import NAMESPACE, PIPELINE, RECORD_FILES, REPRODUCE
+from workflows.names import NAMESPACE, PIPELINE, REPRODUCE
 
 LABEL_PREFIX = "mlcore.dev"
 
@@ -73,7 +74,7 @@ def code_commit(commit: str) -> str:
         changed = set(git("diff", "--name-only", source, commit).split())
     except CommandFailed:  # the run's commit is not in this clone
         return commit
-    return source if changed <= RECORD_FILES else commit
+    return source if changed <= set(RECORD_FILES) else commit
 
 
 def hardware_parameters(commit: str, anywhere: bool) -> dict[str, str]:

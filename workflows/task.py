@@ -43,22 +43,19 @@ import requests
 from pydantic import ValidationError
 
 from mlcore.commands import CommandFailed, dvc, git, run
-from mlcore.lockfile import Output, lock_outputs, lock_stages
+from mlcore.lockfile import LOCK_PATH, Output, lock_outputs, lock_stages
 from mlcore.metrics import lookup
 from mlcore.ops.dvc_state import stage_graph
 from mlcore.ops.registry import PROD, next_version, prod_version
 from mlcore.ops.remote import PRODUCTION_REMOTE, write_remote
 from mlcore.ops.replay import compare, first_divergence, print_table
+from mlcore.ops.run_record import RECORD_FILES
 from mlcore.ops.snapshot import latest_pins, next_pins
 from mlcore.params import load_params
 from mlcore.pins import Pins, load_pins, write_pins
-from mlcore.stages.paths import BEST_PATH, PROVENANCE_PATH
+from mlcore.stages.paths import BEST_PATH, MODEL_PATH, PROVENANCE_PATH, RELEASE_DIR
 from mlcore.storage.s3 import S3Prefix
-from workflows.names import LOCK, RECORD_FILES
 from workflows.serving import storage_prefix
-
-MODEL = "models/model.keras"
-RELEASE = "release"
 
 
 def outputs_dir() -> Path:
@@ -125,8 +122,8 @@ def checkout_tag(tag: str, remote: str) -> None:
         sys.exit(f"error: --git-remote is empty; the tag {tag!r} is fetched from the repository that holds it")
     _git_authenticated(remote, "fetch", "--quiet", "--no-tags", remote, f"refs/tags/{tag}:refs/tags/{tag}")
     changed = set(git("diff", "--name-only", "HEAD", f"refs/tags/{tag}").split())
-    if changed - RECORD_FILES:
-        code = ", ".join(sorted(changed - RECORD_FILES))
+    if changed - set(RECORD_FILES):
+        code = ", ".join(sorted(changed - set(RECORD_FILES)))
         sys.exit(
             f"error: tag {tag!r} changes code of the image's commit ({code}); "
             "submit it with the image built at the tag's own commit"
@@ -144,14 +141,14 @@ def configure_remote(work_prefix: str = "") -> None:
 
 
 def local_entries() -> dict[str, dict]:
-    return lock_stages(LOCK.read_text()) if LOCK.exists() else {}
+    return lock_stages(LOCK_PATH.read_text()) if LOCK_PATH.exists() else {}
 
 
 def write_entries(entries: dict[str, dict]) -> None:
     """Update or append stage entries the way DVC does, and dump with DVC's own YAML writer."""
     from dvc.utils.serialize import dump_yaml
 
-    dump_yaml(LOCK, {"schema": "2.0", "stages": local_entries() | entries})
+    dump_yaml(LOCK_PATH, {"schema": "2.0", "stages": local_entries() | entries})
 
 
 def publish_metrics(files: list[str], keys: list[str]) -> None:
@@ -225,17 +222,21 @@ def upload(files: dict[str, Path], url: str) -> None:
         client.upload_file(str(path), location.bucket, location.key(name))
 
 
+def output_md5(entries: dict[str, dict], path: Path) -> str | None:
+    """The md5 that the lock entries record for the output at `path`; None when no stage makes it."""
+    return next((o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == str(path)), None)
+
+
 def publish_release(entries: dict[str, dict], model_name: str) -> str:
     """The release folder (and the provenance record) at its content-addressed serving location, or ''
     when the pipeline has no release output."""
-
-    release = [o for e in entries.values() for o in e.get("outs", []) if o["path"] == RELEASE]
-    if not release:
+    release_md5 = output_md5(entries, RELEASE_DIR)
+    if release_md5 is None:
         return ""
-    _dvc("pull", RELEASE)
-    files = {p.relative_to(RELEASE).as_posix(): p for p in Path(RELEASE).rglob("*") if p.is_file()}
+    _dvc("pull", str(RELEASE_DIR))
+    files = {p.relative_to(RELEASE_DIR).as_posix(): p for p in RELEASE_DIR.rglob("*") if p.is_file()}
     files = {name: path for name, path in files.items() if not name.endswith(".gitignore")}
-    url = storage_prefix(os.environ["MLCORE_S3_BUCKET"], model_name, release[0]["md5"])
+    url = storage_prefix(os.environ["MLCORE_S3_BUCKET"], model_name, release_md5)
     upload({**files, "provenance.json": PROVENANCE_PATH}, url)
     return url
 
@@ -256,10 +257,10 @@ def publish(
     merge(entries)
     _dvc("pull", str(BEST_PATH))  # the provenance record names the selected configuration
     run(sys.executable, "-m", "mlcore.stages", "provenance", capture=False)
-    emit("model-md5", next(o["md5"] for e in entries.values() for o in e.get("outs", []) if o["path"] == MODEL))
+    emit("model-md5", output_md5(entries, MODEL_PATH))
     emit("commit", git("rev-parse", "HEAD"))
     emit("storage-uri", publish_release(entries, model_name))
-    for path in (str(LOCK), str(PROVENANCE_PATH)):
+    for path in (str(LOCK_PATH), str(PROVENANCE_PATH)):
         emit_report(path)
     if push and not remote:
         sys.exit("error: git-push is true but git-remote is empty; pass the repository's https URL")
@@ -270,7 +271,7 @@ def publish(
     if not push:
         return
     git("checkout", "-q", "-B", branch)
-    git("add", *sorted(RECORD_FILES))
+    git("add", *RECORD_FILES)
     identity = ["-c", "user.name=mlcore workflow", "-c", "user.email=mlcore-workflow@users.noreply.local"]
     git(*identity, "commit", "-q", "-m", f"dvc.lock, pins and provenance from workflow branch {branch}")
     refspecs = [f"{branch}:refs/heads/{branch}"]
@@ -293,7 +294,7 @@ def _may_replace_prod() -> bool:
     """The release record's decision (the compare stage), if the model it was compared with is still in prod: a
     rollback or another promotion since the snapshot voids the comparison."""
 
-    record = json.loads(Path(RELEASE, "release.json").read_text())
+    record = json.loads((RELEASE_DIR / "release.json").read_text())
     compared, now = load_pins().champion.version, prod_version()
     if compared != now:
         print(f"not promoted: it was compared with {compared or 'no model'} in prod, and prod is now {now or 'empty'}")
@@ -338,7 +339,7 @@ def fetch_registry(remote: str, *refspecs: str) -> None:
 
 def verify(entries: dict[str, dict], revision: str) -> None:
     got = [Output(stage, out["path"], out["md5"]) for stage, entry in entries.items() for out in entry.get("outs", [])]
-    rows = compare(lock_outputs(LOCK), got)  # the workspace is at the revision (or tag): its committed dvc.lock
+    rows = compare(lock_outputs(LOCK_PATH), got)  # the workspace is at the revision (or tag): its committed dvc.lock
     print_table(rows)
     if message := first_divergence(rows):
         sys.exit(message)

@@ -29,10 +29,10 @@ from mlcore.commands import CommandFailed, run
 from mlcore.lockfile import Output, lock_outputs
 from mlcore.metrics import lookup
 from mlcore.ops.dvc_state import recompute_from, stage_graph
-from mlcore.stages.paths import PROVENANCE_PATH
+from mlcore.stages.paths import METRICS_DIR, PROVENANCE_PATH
 
 EQUIVALENT = 3  # exit status: diverged in bits on another hardware class, metrics within tolerance
-METRICS = Path("metrics/evaluate.json")
+METRICS = METRICS_DIR / "evaluate.json"  # the evaluate stage's
 
 
 class ReplayError(RuntimeError):

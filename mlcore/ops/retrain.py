@@ -31,13 +31,13 @@ from mlcore.ops.drift import DriftError, report
 from mlcore.ops.dvc_state import default_remote
 from mlcore.ops.registry import ARTIFACT, PROD, next_version
 from mlcore.ops.release import ReleaseRefused, register
+from mlcore.ops.run_record import RECORD_FILES
 from mlcore.ops.snapshot import NextPins, next_pins
 from mlcore.params import load_params
 from mlcore.pins import load_pins, write_pins
 from mlcore.provenance import uncommitted_files
-from mlcore.stages.paths import COMPARE_PATH, INFLOW_DIR, PREPARED_DIR, PROVENANCE_PATH
+from mlcore.stages.paths import COMPARE_PATH, INFLOW_DIR, PREPARED_DIR
 
-RECORDED = ["pins.yaml", "dvc.lock", str(PROVENANCE_PATH)]
 LOG_DIR = Path("logs")
 
 
@@ -97,7 +97,7 @@ def retrain(log: Path) -> dict:
         _step(sys.executable, "-m", "dvc", "push", "--run-cache", log=log)
         results = _results()
         decision = "promote" if results["promote"] else "keep the champion"
-        recorded = [*RECORDED, *_ignore_files()]
+        recorded = [*RECORD_FILES, *_ignore_files()]
         _step("git", "add", *recorded, log=log)
         _step(
             "git",

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from mlcore.ops.dvc_state import default_remote
 from mlcore.ops.replay import ReplayError, dvc, fresh_clone
+from mlcore.stages.paths import PROVENANCE_PATH, RELEASE_DIR
 from mlcore.storage.private import private_file
 
-RELEASE = "release"
 TOKEN_FILE = Path(".cache/feedback-token")
 
 
@@ -55,7 +55,7 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(prefix="mlcore-serve-")) / "clone"
         try:
             fresh_clone(Path("."), arguments.ref, root)
-            dvc(root, "pull", RELEASE)
+            dvc(root, "pull", str(RELEASE_DIR))
         except ReplayError as exc:
             sys.exit(f"error: cannot get the release of {arguments.ref}: {exc}")
         version = arguments.ref
@@ -64,9 +64,9 @@ def main() -> None:
         "-m",
         "mlcore.serving",
         "--release-dir",
-        str(root / RELEASE),
+        str(root / RELEASE_DIR),
         "--provenance",
-        str(root / "models" / "provenance.json"),
+        str(root / PROVENANCE_PATH),
         "--version",
         version,
         "--host",

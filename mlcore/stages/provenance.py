@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlcore.hardware import describe
 from mlcore.io import read_json, write_json
-from mlcore.lockfile import lock_stages
+from mlcore.lockfile import LOCK_PATH, lock_stages
 from mlcore.params import Params
 from mlcore.provenance import DirtyTree, build_record
 from mlcore.runtime import runtime_facts
@@ -21,7 +21,7 @@ def run(params: Params, allow_dirty: bool) -> None:
     try:
         facts = runtime_facts(params.runtime)
         record = build_record(
-            params, lock_stages(Path("dvc.lock").read_text()), Path("uv.lock"), facts, describe(), allow_dirty
+            params, lock_stages(LOCK_PATH.read_text()), Path("uv.lock"), facts, describe(), allow_dirty
         )
     except DirtyTree as exc:
         raise StageError(str(exc)) from exc
