@@ -63,7 +63,8 @@ DURATION = "{{duration}}"
 
 
 class ClusterConfigError(ValueError):
-    """params.yaml's cluster section names a stage or metric that dvc.yaml does not have."""
+    """params.yaml's cluster section names a stage or metric that dvc.yaml does not have, or dvc.yaml has a
+    stage whose items one template cannot serve."""
 
 
 def task_name(stage: str) -> str:
@@ -136,7 +137,7 @@ def task_container(
     workflow: WorkflowTemplate, name: str, args: list[str], cluster: ClusterParams, resources_of: str, **extra
 ) -> Container:
     """A pod running `python -m workflows.task ARGS`; its duration gauge is labelled with `name` unless the
-    caller labels it (a stage template: with the DVC stage its task passes)."""
+    caller replaces it (a stage template labels it with the DVC stage its task passes)."""
     return Container(
         name=name,
         image=image(workflow, cluster),
@@ -147,9 +148,13 @@ def task_container(
         retry_strategy=pods.retry_strategy(cluster),
         security_context=pods.container_security_context(),
         volume_mounts=pods.volume_mounts(),
-        metrics=[_gauge(workflow, "mlcore_stage_duration_seconds", "Wall time of a stage's pod", DURATION, name)],
+        metrics=[_duration_gauge(workflow, name)],
         **extra,
     )
+
+
+def _duration_gauge(workflow: WorkflowTemplate, stage: str) -> Gauge:
+    return _gauge(workflow, "mlcore_stage_duration_seconds", "Wall time of a stage's pod", DURATION, stage)
 
 
 def _gauge(workflow: WorkflowTemplate, name: str, help_text: str, value: str, stage: str) -> Gauge:
@@ -181,16 +186,16 @@ def _report_name(pattern: str) -> str:
 
 def stage_template(
     workflow: WorkflowTemplate,
-    items: list[StageNode],
+    node: StageNode,
     upstream: list[StageNode],
     cluster: ClusterParams,
     mode: list[str],
     env: list,
 ) -> Container:
-    """The pod of one dvc.yaml stage, for each of its items: runs the DVC stage named by input `stage`, emits its
-    lock entry, its published metrics and its reports. A matrix item also passes its values (e.g. `slot`), which
-    place its report files. `mode` are the arguments that differ between the pipeline and the reproduce workflow."""
-    node = items[0]
+    """The pod of one dvc.yaml stage, for each of its items (`node` is any one: they are alike): runs the DVC stage
+    named by input `stage`, emits its lock entry, its published metrics and its reports. A matrix item also passes
+    its values (e.g. `slot`), which place its report files. `mode` are the arguments that differ between the
+    pipeline and the reproduce workflow."""
     published = cluster.published_metrics.get(node.base, [])
     container = task_container(
         workflow,
@@ -227,7 +232,7 @@ def stage_template(
         ),
     ]
     container.metrics = [
-        _gauge(workflow, "mlcore_stage_duration_seconds", "Wall time of a stage's pod", DURATION, stage),
+        _duration_gauge(workflow, stage),
         *(
             _gauge(
                 workflow,
@@ -267,7 +272,7 @@ def _stage_dag(
     tasks: dict[str, Task] = {}
     for items in _by_base(stages).values():
         upstream = [n for n in stages if n.name in items[0].upstream]
-        template = stage_template(workflow, items, upstream, cluster, mode_of(items[0]), env)
+        template = stage_template(workflow, items[0], upstream, cluster, mode_of(items[0]), env)
         for node in items:
             tasks[node.name] = template(
                 name=task_name(node.name),

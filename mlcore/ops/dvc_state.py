@@ -93,7 +93,7 @@ def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
         nodes = []
         for stage in order:
             reports = tuple(o.def_path for o in stage.outs if (o.metric or o.plot) and Path(o.def_path).suffix)
-            item, definition = _matrix_item(stage)
+            item, written = _matrix_item(stage)
             nodes.append(
                 StageNode(
                     stage.name,
@@ -102,14 +102,15 @@ def stage_graph(repo_root: Path = Path(".")) -> list[StageNode]:
                     reports,
                     bool((stage.meta or {}).get("pinned_input")),
                     tuple(item.items()),
-                    tuple(_pattern(path, item, definition) for path in reports),
+                    tuple(written.get(path, path) for path in reports),
                 )
             )
         return nodes
 
 
-def _matrix_item(stage) -> tuple[dict[str, str], dict]:
-    """The values of a matrix stage's item and the stage's definition as dvc.yaml writes it; ({}, {}) otherwise."""
+def _matrix_item(stage) -> tuple[dict[str, str], dict[str, str]]:
+    """A matrix item's values, and its output paths as dvc.yaml writes them (with ${item.KEY}) by the paths the
+    values turn them into; ({}, {}) for a stage that is no matrix item."""
     if "@" not in stage.name:
         return {}, {}
     base, key = stage.name.split("@", 1)
@@ -117,19 +118,14 @@ def _matrix_item(stage) -> tuple[dict[str, str], dict]:
     values = definition.normalized_iterable[key]
     if not isinstance(values, dict) or not hasattr(definition, "matrix_data"):  # a foreach item: a value, a key
         return {}, {}
-    return {name: str(value) for name, value in values.items()}, definition.template
-
-
-def _pattern(path: str, item: dict[str, str], definition: dict) -> str:
-    """The path as dvc.yaml writes it (an output, metrics or plots entry) that the item's values turn into `path`."""
+    item = {name: str(value) for name, value in values.items()}
     written = [
         entry
         for section in ("outs", "metrics", "plots")
-        for spec in definition.get(section, [])
+        for spec in definition.template.get(section, [])
         for entry in ([spec] if isinstance(spec, str) else spec)
     ]
-    resolved = {ITEM_REFERENCE.sub(lambda m: item.get(m.group(1), m.group(0)), entry): entry for entry in written}
-    return resolved.get(path, path)
+    return item, {ITEM_REFERENCE.sub(lambda m: item.get(m.group(1), m.group(0)), path): path for path in written}
 
 
 def recompute_from(stages: list[StageNode]) -> list[str]:
