@@ -4,8 +4,9 @@ parameter substitution and Secret env.
 
 This stands in for the Argo controller and kubelet, which cannot exist here. It implements only what
 our manifests use: DAG tasks with `depends: a && b`, container templates, input/output parameters,
-`{{workflow.*}}`, `{{inputs.parameters.*}}` (only the declared ones, in every path, argument, env value and
-metric label, as the controller's SubstituteParams), `{{tasks.*.outputs.parameters.*}}`, env values,
+`{{workflow.*}}` and `{{inputs.parameters.*}}` (only the declared ones; substituted in the whole template
+before the pod runs, as the controller's SubstituteParams does; a reference left unresolved outside the
+metrics fails the task), `{{tasks.*.outputs.parameters.*}}`, env values,
 secretKeyRef (optional ones too), output artifacts (copied into a local "artifact repository") and input
 artifacts `from` other tasks' outputs, Prometheus gauge values and labels (`{{duration}}`: the last attempt's,
 where Argo's spans the retries), `when: a == b`, and resource templates,
@@ -25,6 +26,7 @@ Not modelled either: synchronization (mutexes), parallelism, deadlines and resou
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -141,6 +143,17 @@ def substitute(text: str, values: dict[str, str]) -> str:
         return values[match.group(1)]
 
     return REFERENCE.sub(replace, text)
+
+
+def substitute_template(template: dict, values: dict[str, str]) -> dict:
+    """The template as the controller's SubstituteParams makes it before the pod runs: every reference it knows
+    replaced in every field (the value JSON-escaped into the template's JSON, as Argo's template.Replace does),
+    the others left for later (a gauge's `{{duration}}` and `{{outputs.parameters.*}}`)."""
+
+    def replace(match: re.Match) -> str:
+        return json.dumps(values[match.group(1)])[1:-1] if match.group(1) in values else match.group(0)
+
+    return json.loads(REFERENCE.sub(replace, json.dumps(template)))
 
 
 def _pod_path(local_dir: Path, path: str, pod_dir: str = POD_OUTPUTS) -> Path:
@@ -305,16 +318,18 @@ class _Executor:
 
     def task(self, name: str, task: dict, template: dict, artifacts: dict[str, Path]) -> None:
         inputs = {p["name"]: p.get("value") for p in template.get("inputs", {}).get("parameters", [])}
+        # as Argo's ProcessArgs: an argument the template does not declare is ignored
         for argument in task.get("arguments", {}).get("parameters", []):
-            if (
-                argument["name"] in inputs
-            ):  # as Argo's ProcessArgs: an argument the template does not declare is ignored
+            if argument["name"] in inputs:
                 inputs[argument["name"]] = substitute(argument["value"], self.values)
         unset = [name for name, value in inputs.items() if value is None]
         assert not unset, f"task {name}: inputs.parameters.{unset[0]} had no value"  # Argo's words
         scope = {**self.values, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
+        template = substitute_template(template, scope)
+        unresolved = REFERENCE.findall(json.dumps({k: v for k, v in template.items() if k != "metrics"}))
+        assert not unresolved, f"task {name}: unresolved Argo reference(s) {unresolved}"
         if "resource" in template:
-            applied = yaml.safe_load(substitute(template["resource"]["manifest"], scope))
+            applied = yaml.safe_load(template["resource"]["manifest"])
             self.runs[name] = TaskRun(name, self.workdir, applied=applied)
             if self.on_apply:
                 self.on_apply(applied)
@@ -323,14 +338,14 @@ class _Executor:
         env = {}
         for variable in container.get("env", []):
             if "value" in variable:
-                env[variable["name"]] = substitute(variable["value"], scope)
+                env[variable["name"]] = variable["value"]
                 continue
             ref = variable["valueFrom"]["secretKeyRef"]
             if ref["key"] in self.secrets.get(ref["name"], {}):
                 env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
             else:
                 assert ref.get("optional"), f"task {name}: Secret {ref['name']}/{ref['key']} is missing"
-        command = [substitute(part, scope) for part in container["command"] + container.get("args", [])]
+        command = container["command"] + container.get("args", [])
         mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
         assert "/tmp" in mounts, f"task {name}: the pod needs a writable /tmp (outputs, inputs)"
         attempt, results = 0, []
@@ -342,11 +357,11 @@ class _Executor:
             for volume in set(mounts.values()):
                 self.pods.volume_dir(root, volume).mkdir(parents=True)
             for artifact in template.get("inputs", {}).get("artifacts", []):  # as Argo's init container does
-                target = _pod_path(scratch / "inputs", substitute(artifact["path"], scope), POD_INPUTS)
+                target = _pod_path(scratch / "inputs", artifact["path"], POD_INPUTS)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(artifacts[artifact["name"]], target)
             started = time.monotonic()
-            image = substitute(container["image"], scope)
+            image = container["image"]
             fault = self.faults.get(name) if attempt == 1 else None
             result, log = self.pods.run(
                 image, command, env, mounts, root, self.values["workflow.parameters.revision"], fault
@@ -360,16 +375,13 @@ class _Executor:
         clone = self.pods.volume_dir(root, mounts[workspace.rsplit("/", 1)[0]]) / workspace.rsplit("/", 1)[1]
         run = TaskRun(name, clone, log, attempt, results)
         for output in template.get("outputs", {}).get("parameters", []):
-            run.outputs[output["name"]] = _pod_path(
-                output_dir, substitute(output["valueFrom"]["path"], scope)
-            ).read_text()
+            run.outputs[output["name"]] = _pod_path(output_dir, output["valueFrom"]["path"]).read_text()
             self.values[f"tasks.{name}.outputs.parameters.{output['name']}"] = run.outputs[output["name"]]
         for artifact in template.get("outputs", {}).get("artifacts", []):
             assert artifact.get("archive") == {"none": {}}, f"{artifact['name']}: the UI shows only unarchived files"
             stored = self.workdir / "artifact-repository" / self.values["workflow.name"] / name / artifact["name"]
             stored.parent.mkdir(parents=True, exist_ok=True)
-            # the controller substitutes the template's inputs everywhere in it, output paths included
-            shutil.copyfile(_pod_path(output_dir, substitute(artifact["path"], scope)), stored)
+            shutil.copyfile(_pod_path(output_dir, artifact["path"]), stored)
             run.artifacts[artifact["name"]] = stored
         metric_scope = {
             **scope,
@@ -378,7 +390,5 @@ class _Executor:
         }
         for metric in template.get("metrics", {}).get("prometheus", []):
             run.gauges[metric["name"]] = substitute(metric["gauge"]["value"], metric_scope)
-            run.gauge_labels[metric["name"]] = {
-                label["key"]: substitute(label["value"], metric_scope) for label in metric.get("labels", [])
-            }
+            run.gauge_labels[metric["name"]] = {label["key"]: label["value"] for label in metric.get("labels", [])}
         self.runs[name] = run
