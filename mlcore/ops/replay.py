@@ -29,10 +29,9 @@ from mlcore.commands import CommandFailed, run
 from mlcore.lockfile import Output, lock_outputs
 from mlcore.metrics import lookup
 from mlcore.ops.dvc_state import recompute_from, stage_graph
-from mlcore.stages.paths import METRICS_DIR, PROVENANCE_PATH
+from mlcore.stages.paths import EVALUATE_PATH, PROVENANCE_PATH
 
 EQUIVALENT = 3  # exit status: diverged in bits on another hardware class, metrics within tolerance
-METRICS = METRICS_DIR / "evaluate.json"  # the evaluate stage's
 
 
 class ReplayError(RuntimeError):
@@ -85,8 +84,8 @@ def replay(repo: Path, ref: str, retrain: bool, workdir: Path) -> tuple[Path, li
     if retrain:
         stages = stage_graph(clone)
         dvc(clone, "pull", *(node.name for node in stages if node.pinned))  # the pinned data
-        dvc(clone, "pull", str(METRICS))  # the tag's own test metrics, for a replay on other hardware
-        (workdir / "expected-metrics.json").write_bytes((clone / METRICS).read_bytes())
+        dvc(clone, "pull", str(EVALUATE_PATH))  # the tag's own test metrics, for a replay on other hardware
+        (workdir / "expected-metrics.json").write_bytes((clone / EVALUATE_PATH).read_bytes())
         recomputed = re.findall(  # everything else, recomputed
             r"Running stage '([^']+)'", dvc(clone, "repro", "--force", "--downstream", *recompute_from(stages))
         )
@@ -126,7 +125,7 @@ def hardware_verdict(clone: Path, workdir: Path) -> int:
     print("other hardware: bit-identity is not expected (see README, Determinism); comparing test metrics")
     tolerance = load_params(clone / "params.yaml").replay.tolerance
     expected = json.loads((workdir / "expected-metrics.json").read_text())
-    rows = metric_deviations(expected, json.loads((clone / METRICS).read_text()), tolerance)
+    rows = metric_deviations(expected, json.loads((clone / EVALUATE_PATH).read_text()), tolerance)
     print(f"{'metric':<32} {'tag':>10} {'here':>10} {'tolerance':>10} ok")
     for key, want, have, ok in rows:
         print(f"{key:<32} {want:>10.4f} {have:>10.4f} {tolerance[key]:>10.4f} {'yes' if ok else 'NO'}")

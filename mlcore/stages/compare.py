@@ -19,7 +19,7 @@ from mlcore.stages.paths import (
     CHAMPION_MODEL,
     CHAMPION_RECORD,
     COMPARE_PATH,
-    METRICS_DIR,
+    EVALUATE_PATH,
     MODEL_PATH,
     PREPARED_DIR,
 )
@@ -45,7 +45,7 @@ def score_champion(params: Params) -> dict:
 
 def run(params: Params) -> None:
     record = read_json(CHAMPION_RECORD)
-    evaluation = read_json(METRICS_DIR / "evaluate.json")
+    evaluation = read_json(EVALUATE_PATH)
     challenger = {
         "model_sha256": file_hexdigest(MODEL_PATH),
         "calibrator_sha256": file_hexdigest(CALIBRATOR_PATH),

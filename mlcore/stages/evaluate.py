@@ -14,7 +14,7 @@ from mlcore.model.serialize import load_model
 from mlcore.params import Params
 from mlcore.plots import prediction_grid
 from mlcore.predict import predict_split
-from mlcore.stages.paths import CALIBRATOR_PATH, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPARED_DIR
+from mlcore.stages.paths import CALIBRATOR_PATH, EVALUATE_PATH, MODEL_PATH, PLOTS_DIR, PREPARED_DIR
 
 log = logging.getLogger(__name__)
 EVALUATE_PLOTS = PLOTS_DIR / "evaluate"
@@ -34,7 +34,7 @@ def run(params: Params) -> None:
         "calibrated": scores(calibrated, test.labels, bins),
         "baseline_majority_class": scores(baseline, test.labels, bins),
     }
-    write_json(METRICS_DIR / "evaluate.json", metrics)
+    write_json(EVALUATE_PATH, metrics)
 
     predictions = calibrated.argmax(axis=-1)
     stride = max(1, -(-test.labels.size // params.evaluate.confusion_plot_pixels))

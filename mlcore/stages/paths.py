@@ -18,6 +18,7 @@ PLAN_PATH = TUNING_DIR / "plan.json"
 BEST_PATH = TUNING_DIR / "best.json"
 TRAIN_LIVE_DIR = Path("dvclive/train")
 METRICS_DIR = Path("metrics")
+EVALUATE_PATH = METRICS_DIR / "evaluate.json"
 ROBUSTNESS_PATH = METRICS_DIR / "robustness.json"
 COMPARE_PATH = METRICS_DIR / "compare.json"
 PLOTS_DIR = Path("plots")

@@ -19,7 +19,7 @@ from mlcore.stages.paths import (
     BEST_PATH,
     CALIBRATOR_PATH,
     COMPARE_PATH,
-    METRICS_DIR,
+    EVALUATE_PATH,
     MODEL_PATH,
     PREPARED_DIR,
     RELEASE_DIR,
@@ -28,7 +28,7 @@ from mlcore.stages.paths import (
 
 
 def run(params: Params) -> None:
-    evaluation = read_json(METRICS_DIR / "evaluate.json")
+    evaluation = read_json(EVALUATE_PATH)
     robustness = read_json(ROBUSTNESS_PATH)
     checks = check_gate(evaluation, robustness, params.release.gate)
     print(format_table(checks))
