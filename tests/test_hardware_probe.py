@@ -9,8 +9,8 @@ import pytest
 
 from mlcore.hardware import class_id, describe
 from mlcore.ops.probe import RECORDS, compare
-from mlcore.ops.replay import EQUIVALENT, METRICS, hardware_verdict
-from mlcore.stages.paths import PROVENANCE_PATH
+from mlcore.ops.replay import EQUIVALENT, hardware_verdict
+from mlcore.stages.paths import EVALUATE_PATH, PROVENANCE_PATH
 from tests.helpers import REPO_ROOT, run
 
 
@@ -37,8 +37,8 @@ def retrained_clone(tmp_path, recorded_hardware: dict, recomputed_mean_iou: floa
     shutil.copy(REPO_ROOT / "params.yaml", clone / "params.yaml")
     tag = {"mean_iou": 0.84, "pixel_accuracy": 0.95, "ece": 0.01, "per_class": {"pet": {"iou": 0.9}}}
     (workdir / "expected-metrics.json").write_text(json.dumps({"calibrated": tag}))
-    (clone / METRICS).parent.mkdir()
-    (clone / METRICS).write_text(json.dumps({"calibrated": {**tag, "mean_iou": recomputed_mean_iou}}))
+    (clone / EVALUATE_PATH).parent.mkdir()
+    (clone / EVALUATE_PATH).write_text(json.dumps({"calibrated": {**tag, "mean_iou": recomputed_mean_iou}}))
     return clone, workdir
 
 
